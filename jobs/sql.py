@@ -1,0 +1,199 @@
+"""The job's Flink SQL, built from settings by pure functions (no Flink import).
+
+All per-reading work stays in the JVM: JSON decoding, event-time windows,
+rolling means, the tier rule and tier transitions are SQL. Python only
+assembles the statements.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from jobs.tier_rules import TierRules
+from schemas.topics import ALERTS, READINGS_ALIGNED, READINGS_HOURLY, READINGS_RAW, Topic, namespaced
+
+
+@dataclass(frozen=True)
+class JobOptions:
+    bootstrap: str
+    namespace: str = ""
+    group_id: str = "jw-align"
+    out_of_orderness_s: int = 30  # how late (event time) a reading may arrive and still count
+    source_idle_s: int = 30  # a partition silent this long stops holding the watermark back
+    startup_mode: str = "group-offsets"  # or earliest-offset (replays, tests)
+
+    def topic(self, t: Topic) -> str:
+        return namespaced(t, self.namespace)
+
+
+def _q(s: str) -> str:
+    return "'" + s.replace("'", "''") + "'"
+
+
+def _kafka_sink(opts: JobOptions, topic: Topic) -> str:
+    return f"""
+  'connector' = 'kafka',
+  'topic' = {_q(opts.topic(topic))},
+  'properties.bootstrap.servers' = {_q(opts.bootstrap)},
+  'key.format' = 'raw',
+  'key.fields' = {_q(topic.key)},
+  'value.format' = 'json',
+  'value.fields-include' = 'ALL',
+  'sink.delivery-guarantee' = 'at-least-once'"""
+
+
+def source_ddl(opts: JobOptions) -> str:
+    return f"""
+CREATE TABLE readings (
+  station_id STRING,
+  region STRING,
+  medium STRING,
+  `parameter` STRING,
+  `value` DOUBLE,
+  unit STRING,
+  event_time BIGINT,
+  status STRING,
+  ts AS TO_TIMESTAMP_LTZ(event_time, 3),
+  WATERMARK FOR ts AS ts - INTERVAL '{opts.out_of_orderness_s}' SECOND
+) WITH (
+  'connector' = 'kafka',
+  'topic' = {_q(opts.topic(READINGS_RAW))},
+  'properties.bootstrap.servers' = {_q(opts.bootstrap)},
+  'properties.group.id' = {_q(opts.group_id)},
+  'properties.auto.offset.reset' = 'earliest',
+  'scan.startup.mode' = {_q(opts.startup_mode)},
+  'scan.watermark.idle-timeout' = '{opts.source_idle_s} s',
+  'format' = 'json',
+  'json.fail-on-missing-field' = 'true'
+)"""
+
+
+AGGREGATE_COLUMNS = """
+  station_id STRING,
+  region STRING,
+  medium STRING,
+  `parameter` STRING,
+  unit STRING,
+  `window` STRING,
+  window_start BIGINT,
+  window_end BIGINT,
+  mean DOUBLE,
+  `min` DOUBLE,
+  `max` DOUBLE,
+  `count` BIGINT,
+  minutes BIGINT,
+  completeness DOUBLE"""
+
+
+def sink_ddls(opts: JobOptions) -> list[str]:
+    return [
+        f"CREATE TABLE aligned_sink (`schema` STRING,{AGGREGATE_COLUMNS}\n) WITH ({_kafka_sink(opts, READINGS_ALIGNED)}\n)",
+        f"CREATE TABLE rolling_sink (`schema` STRING,{AGGREGATE_COLUMNS}\n) WITH ({_kafka_sink(opts, READINGS_HOURLY)}\n)",
+        f"""CREATE TABLE alerts_sink (
+  `schema` STRING,
+  alert_id STRING,
+  station_id STRING,
+  region STRING,
+  origin_region STRING,
+  affected_regions ARRAY<STRING>,
+  medium STRING,
+  `parameter` STRING,
+  tier STRING,
+  previous_tier STRING,
+  `value` DOUBLE,
+  unit STRING,
+  threshold DOUBLE,
+  rule_id STRING,
+  rule_version INT,
+  window_start BIGINT,
+  window_end BIGINT,
+  window_minutes INT,
+  completeness DOUBLE
+) WITH ({_kafka_sink(opts, ALERTS)}
+)""",
+    ]
+
+
+def _epoch_ms(col: str) -> str:
+    # Window bounds are TIMESTAMP(3) in the session zone, which the job pins to UTC.
+    return f"UNIX_TIMESTAMP(DATE_FORMAT({col}, 'yyyy-MM-dd HH:mm:ss')) * 1000"
+
+
+# One-minute tumbling means per station and parameter, from valid (status N) readings.
+MINUTE_VIEW = """
+CREATE TEMPORARY VIEW minute_means AS
+SELECT station_id, region, medium, `parameter`, unit,
+       window_start AS m_start, window_end AS m_end, window_time AS m_time,
+       SUM(`value`) AS vsum, MIN(`value`) AS vmin, MAX(`value`) AS vmax, COUNT(*) AS cnt
+FROM TABLE(TUMBLE(TABLE readings, DESCRIPTOR(ts), INTERVAL '1' MINUTE))
+WHERE status = 'N'
+GROUP BY station_id, region, medium, `parameter`, unit, window_start, window_end, window_time"""
+
+# Rolling hour, sliding every minute, cascaded on the minute means (60 panes, not 60 copies of each reading).
+ROLLING_VIEW = """
+CREATE TEMPORARY VIEW rolling_means AS
+SELECT station_id, region, medium, `parameter`, unit, window_start, window_end, window_time,
+       SUM(vsum) / SUM(cnt) AS mean, MIN(vmin) AS vmin, MAX(vmax) AS vmax, SUM(cnt) AS cnt, COUNT(*) AS minutes
+FROM TABLE(HOP(TABLE minute_means, DESCRIPTOR(m_time), INTERVAL '1' MINUTE, INTERVAL '60' MINUTE))
+GROUP BY station_id, region, medium, `parameter`, unit, window_start, window_end, window_time"""
+
+
+def insert_aggregates(view: str, sink: str, label: str, bounds: tuple[str, str], mean: str, minutes_expr: str, window_minutes: int) -> str:
+    return f"""
+INSERT INTO {sink}
+SELECT 'jw.aggregate.v1', station_id, region, medium, `parameter`, unit, '{label}',
+       {_epoch_ms(bounds[0])}, {_epoch_ms(bounds[1])},
+       {mean}, vmin, vmax, cnt,
+       {minutes_expr}, CAST({minutes_expr} AS DOUBLE) / {window_minutes}
+FROM {view}"""
+
+
+def tier_case(rules: TierRules, column: str) -> tuple[str, str]:
+    """SQL expressions (tier, threshold crossed) for the rule; the clear case has no threshold."""
+    tier_whens, thr_whens = [], []
+    for param, t in sorted(rules.thresholds.items()):
+        tier_whens.append(f"WHEN `parameter` = {_q(param)} AND {column} > {t.red!r} THEN 'red'")
+        tier_whens.append(f"WHEN `parameter` = {_q(param)} AND {column} > {t.yellow!r} THEN 'yellow'")
+        thr_whens.append(f"WHEN `parameter` = {_q(param)} AND {column} > {t.red!r} THEN CAST({t.red!r} AS DOUBLE)")
+        thr_whens.append(f"WHEN `parameter` = {_q(param)} AND {column} > {t.yellow!r} THEN CAST({t.yellow!r} AS DOUBLE)")
+    nl = "\n         "
+    return (
+        f"CASE {nl.join(tier_whens)}{nl}ELSE 'green' END",
+        f"CASE {nl.join(thr_whens)}{nl}ELSE CAST(NULL AS DOUBLE) END",
+    )
+
+
+def insert_alerts(rules: TierRules) -> str:
+    """Tier transitions of complete rolling hours: LAG over event time, in the JVM."""
+    tier, threshold = tier_case(rules, "mean")
+    params = ", ".join(_q(p) for p in sorted(rules.thresholds))
+    return f"""
+INSERT INTO alerts_sink
+SELECT 'jw.alert.v1',
+       MD5(CONCAT_WS('|', station_id, `parameter`, CAST(window_end_ms AS STRING), tier, {_q(rules.rule_id)}, '{rules.version}')),
+       station_id, region, region, ARRAY_REMOVE(ARRAY[region], region),
+       medium, `parameter`, tier, previous_tier, mean, unit, threshold,
+       {_q(rules.rule_id)}, {rules.version}, window_start_ms, window_end_ms, CAST(minutes AS INT), CAST(minutes AS DOUBLE) / 60
+FROM (
+  SELECT *, LAG(tier, 1, 'green') OVER (PARTITION BY station_id, `parameter` ORDER BY window_time) AS previous_tier
+  FROM (
+    SELECT station_id, region, medium, `parameter`, unit, mean, minutes, window_time,
+           {_epoch_ms('window_start')} AS window_start_ms, {_epoch_ms('window_end')} AS window_end_ms,
+           {tier} AS tier,
+           {threshold} AS threshold
+    FROM rolling_means
+    WHERE minutes >= {rules.min_minutes} AND `parameter` IN ({params})
+  )
+)
+WHERE tier <> previous_tier"""
+
+
+def statements(opts: JobOptions, rules: TierRules) -> tuple[list[str], list[str]]:
+    """(DDL and views to execute first, INSERTs to run together as one job)."""
+    ddl = [source_ddl(opts), *sink_ddls(opts), MINUTE_VIEW, ROLLING_VIEW]
+    inserts = [
+        insert_aggregates("minute_means", "aligned_sink", "1m", ("m_start", "m_end"), "vsum / cnt", "CAST(1 AS BIGINT)", 1),
+        insert_aggregates("rolling_means", "rolling_sink", "1h-rolling", ("window_start", "window_end"), "mean", "minutes", 60),
+        insert_alerts(rules),
+    ]
+    return ddl, inserts

@@ -1,0 +1,111 @@
+"""Typed Python views of the JSON Schemas in this folder, and their validators.
+
+The JSON Schema files are the contract; the TypedDicts mirror them for type
+checking and tests/unit/test_schemas.py checks the two agree field by field.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal, TypedDict
+
+from jsonschema import Draft202012Validator
+
+SCHEMA_DIR = Path(__file__).resolve().parent
+Tier = Literal["green", "yellow", "red"]
+Status = Literal["N", "F", "M", "S", "D", "C", "T", "B"]
+
+
+class DevicePayload(TypedDict, total=False):
+    station_id: str
+    seq: int
+    ts: str | float
+    gw_ts: str
+    values: dict[str, float]
+    status: dict[str, Status]
+
+
+class Reading(TypedDict):
+    schema: Literal["jw.reading.v1"]
+    reading_id: str
+    station_id: str
+    region: str
+    medium: Literal["air", "water"]
+    parameter: str
+    value: float
+    unit: str
+    event_time: int
+    received_at: int
+    device_time: str
+    time_basis: Literal["iso8601", "epoch_s", "epoch_ms", "local"]
+    seq: int | None
+    status: Status
+
+
+class Aggregate(TypedDict):
+    schema: Literal["jw.aggregate.v1"]
+    station_id: str
+    region: str
+    medium: Literal["air", "water"]
+    parameter: str
+    unit: str
+    window: Literal["1m", "1h-rolling"]
+    window_start: int
+    window_end: int
+    mean: float
+    min: float
+    max: float
+    count: int
+    minutes: int
+    completeness: float
+
+
+class Alert(TypedDict):
+    schema: Literal["jw.alert.v1"]
+    alert_id: str
+    station_id: str
+    region: str
+    origin_region: str
+    affected_regions: list[str]
+    medium: Literal["air", "water"]
+    parameter: str
+    tier: Tier
+    previous_tier: Tier
+    value: float
+    unit: str
+    threshold: float | None
+    rule_id: str
+    rule_version: int
+    window_start: int
+    window_end: int
+    window_minutes: int
+    completeness: float
+
+
+SCHEMA_FILES: dict[str, str] = {
+    "device_payload": "device_payload.v1.schema.json",
+    "reading": "reading.v1.schema.json",
+    "aggregate": "aggregate.v1.schema.json",
+    "alert": "alert.v1.schema.json",
+}
+TYPED: dict[str, type] = {"device_payload": DevicePayload, "reading": Reading, "aggregate": Aggregate, "alert": Alert}
+
+
+@cache
+def schema(name: str) -> dict[str, Any]:
+    return json.loads((SCHEMA_DIR / SCHEMA_FILES[name]).read_text())
+
+
+@cache
+def validator(name: str) -> Draft202012Validator:
+    return Draft202012Validator(schema(name))
+
+
+def validation_errors(name: str, doc: Any) -> list[str]:
+    """Every violation of the named schema, each as 'path: message' (empty when valid)."""
+    return [
+        f"{'/'.join(str(p) for p in err.absolute_path) or '<root>'}: {err.message}"
+        for err in sorted(validator(name).iter_errors(doc), key=lambda e: list(e.absolute_path))
+    ]

@@ -1,0 +1,122 @@
+"""The station registry: regions, stations, where they are and what they measure.
+
+Loaded from YAML (config/network.yaml) and validated; every error names the file,
+the key and the reason. The bridge uses it to reject unknown stations, the stack
+to provision device credentials and ACLs, the simulator to place its stations.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from schemas.errors import ConfigError, read_yaml
+from schemas.parameters import PARAMETERS, Medium
+
+ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{1,31}$")  # safe in MQTT topics, usernames, tags
+
+
+@dataclass(frozen=True)
+class Region:
+    id: str
+    name: str
+    timezone: str
+
+
+@dataclass(frozen=True)
+class Station:
+    id: str
+    region: str
+    medium: Medium
+    lat: float
+    lon: float
+    timezone: str
+    parameters: tuple[str, ...]
+    river_km: float | None = None  # distance along the river from its first section (water only)
+
+
+@dataclass(frozen=True)
+class Network:
+    regions: dict[str, Region]
+    stations: dict[str, Station]
+    river: str | None = None
+    source: str = field(default="", compare=False)
+
+    def stations_in(self, region: str) -> list[Station]:
+        return [s for s in self.stations.values() if s.region == region]
+
+
+def _require(doc: dict[str, Any], key: str, where: str, file: Path, kind: type | tuple[type, ...]) -> Any:
+    if key not in doc:
+        raise ConfigError(file, f"{where}.{key}", "is required")
+    value = doc[key]
+    if isinstance(value, bool) or not isinstance(value, kind):
+        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        raise ConfigError(file, f"{where}.{key}", f"must be {names}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _zone(name: str, file: Path, key: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(file, key, f"unknown IANA time zone {name!r}") from None
+    return name
+
+
+def parse_network(doc: Any, file: Path) -> Network:
+    if not isinstance(doc, dict):
+        raise ConfigError(file, "<root>", "must be a mapping with 'regions' and 'stations'")
+    if doc.get("version") != 1:
+        raise ConfigError(file, "version", f"must be 1, got {doc.get('version')!r}")
+    regions: dict[str, Region] = {}
+    for i, r in enumerate(_require(doc, "regions", "<root>", file, list)):
+        where = f"regions[{i}]"
+        if not isinstance(r, dict):
+            raise ConfigError(file, where, "must be a mapping")
+        rid = _require(r, "id", where, file, str)
+        if not ID_PATTERN.match(rid):
+            raise ConfigError(file, f"{where}.id", f"{rid!r} must match {ID_PATTERN.pattern}")
+        if rid in regions:
+            raise ConfigError(file, f"{where}.id", f"duplicate region {rid!r}")
+        tz = _zone(_require(r, "timezone", where, file, str), file, f"{where}.timezone")
+        regions[rid] = Region(rid, str(r.get("name", rid)), tz)
+    stations: dict[str, Station] = {}
+    for i, s in enumerate(_require(doc, "stations", "<root>", file, list)):
+        where = f"stations[{i}]"
+        if not isinstance(s, dict):
+            raise ConfigError(file, where, "must be a mapping")
+        sid = _require(s, "id", where, file, str)
+        if not ID_PATTERN.match(sid):
+            raise ConfigError(file, f"{where}.id", f"{sid!r} must match {ID_PATTERN.pattern}")
+        if sid in stations:
+            raise ConfigError(file, f"{where}.id", f"duplicate station {sid!r}")
+        region = _require(s, "region", where, file, str)
+        if region not in regions:
+            raise ConfigError(file, f"{where}.region", f"unknown region {region!r} (known: {sorted(regions)})")
+        medium = _require(s, "medium", where, file, str)
+        if medium not in ("air", "water"):
+            raise ConfigError(file, f"{where}.medium", f"must be 'air' or 'water', got {medium!r}")
+        lat = float(_require(s, "lat", where, file, (int, float)))
+        lon = float(_require(s, "lon", where, file, (int, float)))
+        if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+            raise ConfigError(file, where, f"coordinates ({lat}, {lon}) out of range")
+        params = _require(s, "parameters", where, file, list)
+        for p in params:
+            if p not in PARAMETERS:
+                raise ConfigError(file, f"{where}.parameters", f"unknown parameter {p!r}")
+            if PARAMETERS[p].medium != medium:
+                raise ConfigError(file, f"{where}.parameters", f"{p!r} is a {PARAMETERS[p].medium} parameter, station is {medium}")
+        tz = _zone(str(s.get("timezone", regions[region].timezone)), file, f"{where}.timezone")
+        river_km = s.get("river_km")
+        if medium == "water" and not isinstance(river_km, (int, float)):
+            raise ConfigError(file, f"{where}.river_km", "is required for water stations (number, km from the first section)")
+        stations[sid] = Station(sid, region, medium, lat, lon, tz, tuple(params), None if river_km is None else float(river_km))
+    return Network(regions, stations, doc.get("river"), str(file))
+
+
+def load_network(path: str | Path) -> Network:
+    return parse_network(read_yaml(path), Path(path))

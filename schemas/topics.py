@@ -1,0 +1,41 @@
+"""Kafka topic names, their keys and partition counts: the one place they are defined."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Topic:
+    name: str
+    key: str  # which message field is the Kafka key
+    partitions: int
+    compacted: bool = False
+
+
+READINGS_RAW = Topic("jw.readings.raw", key="station_id", partitions=4)
+READINGS_DEAD = Topic("jw.readings.dead", key="topic", partitions=1)
+READINGS_ALIGNED = Topic("jw.readings.aligned", key="station_id", partitions=4)
+READINGS_HOURLY = Topic("jw.readings.rolling1h", key="station_id", partitions=4)
+ALERTS = Topic("jw.alerts", key="region", partitions=2)
+ALERTS_UNDELIVERABLE = Topic("jw.alerts.undeliverable", key="region", partitions=1)
+
+ALL_TOPICS: tuple[Topic, ...] = (
+    READINGS_RAW,
+    READINGS_DEAD,
+    READINGS_ALIGNED,
+    READINGS_HOURLY,
+    ALERTS,
+    ALERTS_UNDELIVERABLE,
+)
+
+
+def namespaced(topic: Topic, namespace: str = "") -> str:
+    """Topic name inside an isolated namespace (replays, tests); '' is production."""
+    return f"{namespace}.{topic.name}" if namespace else topic.name
+
+
+# MQTT topics. Devices publish under their own station; the ACL enforces it.
+MQTT_UP = "jw/v1/{region}/{station_id}/up"
+MQTT_UP_SUBSCRIPTION = "jw/v1/+/+/up"
+MQTT_ALERTS = "jw/v1/alerts/{region}"
