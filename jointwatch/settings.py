@@ -26,7 +26,10 @@ PORT_OFFSETS = {
     "influx_rpc_port": 88,
     "flink_rest_port": 81,
     "flink_rpc_port": 123,
-    "metrics_port": 90,
+    "bridge_metrics_port": 900,
+    "router_metrics_port": 901,
+    "sink_metrics_port": 902,
+    "responder_port": 950,
 }
 
 

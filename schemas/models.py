@@ -2,14 +2,14 @@
 
 The JSON Schema files are the contract; the TypedDicts mirror them for type
 checking and tests/unit/test_schemas.py checks the two agree field by field.
+(No `from __future__ import annotations` here: it hides Required[] from TypedDict in 3.11.)
 """
 
-from __future__ import annotations
 
 import json
 from functools import cache
 from pathlib import Path
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, Required, TypedDict
 
 from jsonschema import Draft202012Validator
 
@@ -19,11 +19,11 @@ Status = Literal["N", "F", "M", "S", "D", "C", "T", "B"]
 
 
 class DevicePayload(TypedDict, total=False):
-    station_id: str
+    station_id: Required[str]
     seq: int
-    ts: str | float
+    ts: Required[str | float]
     gw_ts: str
-    values: dict[str, float]
+    values: Required[dict[str, float]]
     status: dict[str, Status]
 
 

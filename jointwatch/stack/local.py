@@ -10,8 +10,9 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Iterable, Protocol
+from typing import Protocol
 
+from alerts.routing import load_routing
 from jointwatch.settings import Settings
 from jointwatch.stack.influxdb import InfluxDB
 from jointwatch.stack.kafka import Kafka
@@ -44,11 +45,13 @@ class ServiceStatus:
 
 
 class LocalStack:
-    def __init__(self, settings: Settings, webhook_refs: Iterable[str] = ()) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.network: Network = load_network(settings.network_file)
+        routing = load_routing(settings.routing_file, self.network.regions)
         users = [*SERVICE_USERS, *(console_user(r) for r in self.network.regions), *self.network.stations]
-        self.secrets: Secrets = ensure_secrets(settings.secrets_file, users, webhook_refs)
+        # Every service, console, device and webhook responder gets its secret here, once.
+        self.secrets: Secrets = ensure_secrets(settings.secrets_file, users, routing.secret_refs())
         self.services: list[Service] = [
             Mosquitto(settings, self.network, self.secrets),
             Kafka(settings),

@@ -1,0 +1,162 @@
+"""MQTT -> Kafka bridge: validate, normalise, key by station, dead-letter the rest.
+
+At-least-once without loss: the bridge subscribes with a persistent MQTT
+session and manual acknowledgement, and sends the PUBACK for a message only
+after Kafka confirmed every record produced from it (readings, or its
+dead-letter record). If the bridge crashes in between, the broker redelivers
+the message to the next bridge; the idempotent producer and the readings'
+stable ids make the repeat harmless downstream.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+
+import paho.mqtt.client as mqtt
+from confluent_kafka import KafkaError, Message, Producer
+from prometheus_client import Counter, Histogram
+
+from connectors.kafka_io import encode_json, producer_config
+from connectors.normalize import Rejected, normalize
+from jointwatch.settings import Settings
+from jointwatch.stack.secrets import BRIDGE_USER, Secrets
+from schemas.network import Network
+from schemas.topics import MQTT_UP_SUBSCRIPTION, READINGS_DEAD, READINGS_RAW, namespaced
+
+log = logging.getLogger("jointwatch.bridge")
+
+MESSAGES = Counter("jw_bridge_messages_total", "MQTT messages received")
+READINGS = Counter("jw_bridge_readings_total", "readings produced to Kafka")
+DEAD = Counter("jw_bridge_dead_lettered_total", "messages dead-lettered", ["reason"])
+ACKED = Counter("jw_bridge_acked_total", "MQTT messages acknowledged after Kafka confirmed them")
+FAILED = Counter("jw_bridge_delivery_failures_total", "Kafka deliveries that failed (message left unacknowledged)")
+LATENCY = Histogram("jw_bridge_ack_seconds", "MQTT receipt -> Kafka confirmation", buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
+
+
+@dataclass
+class _Pending:
+    mid: int
+    qos: int
+    remaining: int
+    received: float = field(default_factory=time.monotonic)
+    failed: bool = False
+
+
+class MqttKafkaBridge:
+    flush_timeout_s = 10.0  # on stop: how long to wait for Kafka to confirm what is in flight
+
+    def __init__(
+        self, settings: Settings, network: Network, secrets: Secrets, client_id: str = "jw-bridge", kafka_bootstrap: str | None = None
+    ) -> None:
+        self.settings, self.network = settings, network
+        self.raw_topic = namespaced(READINGS_RAW, settings.namespace)
+        self.dead_topic = namespaced(READINGS_DEAD, settings.namespace)
+        self.producer = Producer(producer_config(kafka_bootstrap or settings.kafka_bootstrap, **{"linger.ms": 20, "batch.num.messages": 10000}))
+        self._lock = threading.Lock()
+        self._pending: dict[int, _Pending] = {}
+        self._token = 0
+        self.delivery_failed = threading.Event()
+        # Persistent session (clean_session=False) + manual ack: unacknowledged QoS 1 messages survive our crash.
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False, protocol=mqtt.MQTTv311, manual_ack=True
+        )
+        self.client.username_pw_set(BRIDGE_USER, secrets.mqtt_password(BRIDGE_USER))
+        self.client.max_inflight_messages_set(1000)
+        self.client.on_connect = self._on_connect
+        self.client.on_message = self._on_message
+        self.connected = threading.Event()
+
+    # -- MQTT side (paho's network thread) -------------------------------------------------
+    def _on_connect(self, client: mqtt.Client, userdata: object, flags: object, reason: mqtt.ReasonCode, props: object) -> None:
+        if reason.is_failure:
+            log.error("MQTT broker refused the bridge: %s", reason)
+            return
+        client.subscribe(MQTT_UP_SUBSCRIPTION, qos=1)
+        self.connected.set()
+        log.info("bridge connected to MQTT, subscribed to %s", MQTT_UP_SUBSCRIPTION)
+
+    def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        MESSAGES.inc()
+        now_ms = int(time.time() * 1000)
+        try:
+            readings = normalize(msg.topic, msg.payload, self.network, now_ms)
+            records = [(self.raw_topic, r["station_id"], encode_json(r)) for r in readings]
+        except Rejected as rej:
+            DEAD.labels(rej.code).inc()
+            log.warning("dead-lettered message on %s: %s", msg.topic, rej)
+            records = [(self.dead_topic, msg.topic, encode_json(_dead_letter(msg, rej, now_ms)))]
+        with self._lock:
+            self._token += 1
+            token = self._token
+            self._pending[token] = _Pending(msg.mid, msg.qos, len(records))
+        for topic, key, value in records:
+            self._produce(topic, key, value, token)
+        if records and records[0][0] == self.raw_topic:
+            READINGS.inc(len(records))
+
+    def _produce(self, topic: str, key: str, value: bytes, token: int) -> None:
+        while True:
+            try:
+                self.producer.produce(topic, key=key, value=value, on_delivery=lambda err, m, t=token: self._delivered(t, err, m))
+                return
+            except BufferError:  # local queue full: let deliveries drain, then retry (back-pressure on MQTT)
+                self.producer.poll(0.05)
+
+    # -- Kafka side (delivery callbacks, from producer.poll in run()) ----------------------
+    def _delivered(self, token: int, err: KafkaError | None, msg: Message) -> None:
+        with self._lock:
+            p = self._pending.get(token)
+            if p is None:
+                return
+            if err is not None:
+                p.failed = True
+            p.remaining -= 1
+            done = p.remaining == 0
+            if done:
+                del self._pending[token]
+        if err is not None:
+            FAILED.inc()
+            log.error("Kafka delivery failed (%s); MQTT message %d stays unacknowledged for redelivery", err, p.mid)
+            self.delivery_failed.set()
+        if done and not p.failed:
+            self.client.ack(p.mid, p.qos)
+            ACKED.inc()
+            LATENCY.observe(time.monotonic() - p.received)
+
+    def run(self, stop: threading.Event) -> None:
+        """Serve until `stop` is set or a delivery fails for good (then exit: the broker redelivers)."""
+        self.client.connect("127.0.0.1", self.settings.mqtt_port, keepalive=30)
+        self.client.loop_start()
+        try:
+            while not stop.is_set() and not self.delivery_failed.is_set():
+                self.producer.poll(0.05)
+        finally:
+            self.producer.flush(self.flush_timeout_s)
+            self.client.loop_stop()
+            self.client.disconnect()
+        if self.delivery_failed.is_set():
+            raise RuntimeError("a Kafka delivery failed; stopped without acknowledging it so the broker redelivers it")
+
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._pending)
+
+
+def _dead_letter(msg: mqtt.MQTTMessage, rej: Rejected, received_ms: int) -> dict:
+    try:
+        payload, encoding = msg.payload.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        payload, encoding = base64.b64encode(msg.payload).decode(), "base64"
+    return {
+        "schema": "jw.deadletter.v1",
+        "reason": rej.code,
+        "detail": rej.detail,
+        "mqtt_topic": msg.topic,
+        "received_at": received_ms,
+        "payload_encoding": encoding,
+        "payload": payload,
+    }

@@ -1,0 +1,156 @@
+"""The `jointwatch` command line: one group, each command documented by --help."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+from pathlib import Path
+
+import click
+
+from jointwatch.settings import Settings, load_settings
+from schemas.errors import ConfigError
+
+LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+
+
+def settings_options(fn):
+    """--config/--state-dir/--port-base, shared by every command that talks to the stack."""
+    fn = click.option("--port-base", type=int, default=None, help="Loopback port base of the stack [env JW_PORT_BASE; default 17000].")(fn)
+    fn = click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), default=None, help="State directory [env JW_STATE_DIR; default .state/].")(fn)
+    fn = click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Settings YAML (keys of jointwatch.settings.Settings).")(fn)
+    return fn
+
+
+def make_settings(config_file: Path | None, state_dir: Path | None, port_base: int | None, **extra) -> Settings:
+    try:
+        return load_settings(config_file, state_dir=state_dir, port_base=port_base, **extra)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--log-level", default="INFO", show_default=True, type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]))
+def main(log_level: str) -> None:
+    """jointwatch: cross-region environmental monitoring and early warning.
+
+    Edge devices publish over MQTT; a bridge forwards to Kafka; a Flink job aligns
+    readings in event time and raises tiered alerts; the router delivers them to
+    each region's responders; InfluxDB stores the series.
+    """
+    logging.basicConfig(level=log_level, format=LOG_FORMAT)
+
+
+@main.group()
+def stack() -> None:
+    """Start, stop and inspect the local stack (Mosquitto, Kafka, InfluxDB)."""
+
+
+def _stack(config_file, state_dir, port_base):
+    from jointwatch.stack.local import LocalStack
+
+    try:
+        return LocalStack(make_settings(config_file, state_dir, port_base))
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@stack.command("up")
+@settings_options
+def stack_up(config_file, state_dir, port_base) -> None:
+    """Start every service not yet running; return once all are healthy."""
+    from jointwatch.stack.processes import StackError
+
+    st = _stack(config_file, state_dir, port_base)
+    try:
+        st.up()
+    except StackError as exc:
+        raise click.ClickException(str(exc)) from None
+    _print_status(st)
+
+
+@stack.command("down")
+@settings_options
+def stack_down(config_file, state_dir, port_base) -> None:
+    """Stop every service of this state directory (no orphans left)."""
+    stopped = _stack(config_file, state_dir, port_base).down()
+    click.echo(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
+
+
+@stack.command("status")
+@settings_options
+def stack_status(config_file, state_dir, port_base) -> None:
+    """Show each service's pid, health and ports; exit 1 unless all are healthy."""
+    st = _stack(config_file, state_dir, port_base)
+    if not _print_status(st):
+        sys.exit(1)
+
+
+def _print_status(st) -> bool:
+    rows = st.status()
+    for r in rows:
+        ports = " ".join(f"{k}={v}" for k, v in r.ports.items())
+        state = "healthy" if r.healthy else ("running, not answering" if r.pid else "stopped")
+        click.echo(f"{r.name:<10} {state:<24} pid={r.pid or '-':<8} {ports}")
+    click.echo(f"state: {st.settings.state_dir}")
+    return all(r.healthy for r in rows)
+
+
+@main.command("bridge")
+@settings_options
+@click.option("--namespace", default=None, help="Kafka topic namespace (replays, tests).")
+@click.option("--metrics-port", type=int, default=None, help="Serve Prometheus metrics on 127.0.0.1:PORT [default: port base + 900].")
+def bridge_cmd(config_file, state_dir, port_base, namespace, metrics_port) -> None:
+    """Run the MQTT -> Kafka bridge until Ctrl-C."""
+    from prometheus_client import start_http_server
+
+    from connectors.mqtt_bridge import MqttKafkaBridge
+    from jointwatch.stack.secrets import load_secrets
+    from schemas.network import load_network
+
+    s = make_settings(config_file, state_dir, port_base, namespace=namespace)
+    try:
+        bridge = MqttKafkaBridge(s, load_network(s.network_file), load_secrets(s.secrets_file))
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    start_http_server(metrics_port or s.port("bridge_metrics_port"), addr="127.0.0.1")
+    bridge.run(stop_on_signals())
+
+
+@main.group()
+def job() -> None:
+    """The Flink alignment + alert job."""
+
+
+@job.command("run", context_settings={"ignore_unknown_options": True})
+@settings_options
+@click.argument("job_args", nargs=-1, type=click.UNPROCESSED)
+def job_run(config_file, state_dir, port_base, job_args) -> None:
+    """Run the job on an embedded Flink MiniCluster (extra args go to jobs.pipeline; see `python -m jobs.pipeline -h`)."""
+    from jobs.pipeline import main as job_main
+
+    s = make_settings(config_file, state_dir, port_base)
+    job_main(["--bootstrap", s.kafka_bootstrap, "--namespace", s.namespace, "--checkpoint-dir", str(s.state_dir / "checkpoints"), *job_args])
+
+
+def stop_on_signals() -> threading.Event:
+    import signal
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
+def _register_commands() -> None:
+    from alerts.cli import responder, router
+    from connectors.cli_sink import sink
+    from jointwatch.demo import demo
+    from simulator.cli import simulate
+
+    for cmd in (simulate, router, sink, responder, demo):
+        main.add_command(cmd)
+
+
+_register_commands()

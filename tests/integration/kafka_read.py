@@ -1,0 +1,37 @@
+"""Reading a topic back in integration tests."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from confluent_kafka import Consumer
+
+
+def read_until(bootstrap: str, topics: list[str], done: Callable[[list[tuple[str, Any]]], bool], timeout_s: float = 60.0) -> list[tuple[str, Any]]:
+    """(topic, decoded JSON) of every message from the start, until done(messages) or the timeout."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"test-read-{uuid.uuid4().hex}", "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    consumer.subscribe(topics)
+    out: list[tuple[str, Any]] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline and not done(out):
+            msg = consumer.poll(0.5)
+            if msg is None or msg.error():
+                continue
+            out.append((msg.topic(), json.loads(msg.value())))
+    finally:
+        consumer.close()
+    return out
+
+
+def read_n(bootstrap: str, topics: list[str], n: int, timeout_s: float = 60.0, settle_s: float = 2.0) -> list[tuple[str, Any]]:
+    """At least n messages, then keep reading `settle_s` more to catch any unexpected extra."""
+    got = read_until(bootstrap, topics, lambda m: len(m) >= n, timeout_s)
+    if len(got) >= n and settle_s:
+        more = read_until(bootstrap, topics, lambda m: False, settle_s + 3)
+        return more if len(more) > len(got) else got
+    return got

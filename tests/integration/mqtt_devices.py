@@ -1,0 +1,29 @@
+"""Publishing as a device in integration tests: real MQTT, real credentials."""
+
+from __future__ import annotations
+
+import threading
+
+import paho.mqtt.client as mqtt
+
+from jointwatch.settings import Settings
+
+
+def connect(settings: Settings, user: str, password: str, client_id: str | None = None) -> tuple[mqtt.Client, mqtt.ReasonCode]:
+    """Connect and wait for CONNACK; returns the client and the broker's reason code."""
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or f"test-{user}", protocol=mqtt.MQTTv311)
+    client.username_pw_set(user, password)
+    answered = threading.Event()
+    result: list[mqtt.ReasonCode] = []
+    client.on_connect = lambda c, u, f, rc, p: (result.append(rc), answered.set())
+    client.connect("127.0.0.1", settings.mqtt_port, keepalive=10)
+    client.loop_start()
+    if not answered.wait(10):
+        raise TimeoutError("no CONNACK from the broker")
+    return client, result[0]
+
+
+def publish(client: mqtt.Client, topic: str, payload: bytes) -> None:
+    info = client.publish(topic, payload, qos=1)
+    info.wait_for_publish(10)
+    assert info.is_published(), f"no PUBACK for {topic}"

@@ -1,0 +1,85 @@
+"""Config files fail at load with the file, the key and the reason."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from jobs.tier_rules import load_tier_rules, tier_of
+from jointwatch.settings import REPO_ROOT, load_settings
+from schemas.errors import ConfigError
+from schemas.network import load_network
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    f = tmp_path / "f.yaml"
+    f.write_text(text)
+    return f
+
+
+def test_shipped_config_files_load() -> None:
+    net = load_network(REPO_ROOT / "config" / "network.yaml")
+    assert len(net.regions) >= 3
+    assert sum(s.medium == "air" for s in net.stations.values()) >= 30
+    assert sum(s.medium == "water" for s in net.stations.values()) >= 6
+    rules = load_tier_rules(REPO_ROOT / "config" / "tiers.yaml")
+    assert rules.thresholds["pm25"].red > rules.thresholds["pm25"].yellow
+
+
+NETWORK_CASES = [
+    ("version: 2\nregions: []\nstations: []", "version", "must be 1"),
+    ("version: 1\nregions: [{id: north, timezone: Mars/Olympus}]\nstations: []", "regions[0].timezone", "unknown IANA time zone"),
+    ("version: 1\nregions: [{id: North, timezone: UTC}]\nstations: []", "regions[0].id", "must match"),
+    ("version: 1\nregions: [{id: north, timezone: UTC}]\nstations: [{id: a-1, region: west, medium: air, lat: 1, lon: 1, parameters: []}]", "stations[0].region", "unknown region 'west'"),
+    ("version: 1\nregions: [{id: north, timezone: UTC}]\nstations: [{id: a-1, region: north, medium: air, lat: 1, lon: 1, parameters: [nh3n]}]", "stations[0].parameters", "is a water parameter"),
+    ("version: 1\nregions: [{id: north, timezone: UTC}]\nstations: [{id: a-1, region: north, medium: water, lat: 1, lon: 1, parameters: [nh3n]}]", "stations[0].river_km", "is required"),
+    ("version: 1\nregions: [{id: north, timezone: UTC}]\nstations: [{id: a-1, region: north, medium: air, lat: '1', lon: 1, parameters: []}]", "stations[0].lat", "must be int or float"),
+    ("version: 1\nregions: [{id: north, timezone: UTC}]\nstations: [{id: a-1, region: north, medium: air, lat: 91, lon: 1, parameters: []}]", "stations[0]", "out of range"),
+    ("version: 1\nregions: [{id: north, timezone: UTC}]\n  stations: [", "<yaml>", ""),
+]
+
+
+@pytest.mark.parametrize(("text", "key", "reason"), NETWORK_CASES)
+def test_network_errors(tmp_path: Path, text: str, key: str, reason: str) -> None:
+    f = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_network(f)
+    assert (info.value.file, info.value.key) == (str(f), key)
+    assert reason in info.value.reason
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "reason"),
+    [
+        ("version: 1\nrule_id: r\nthresholds: {pm25: {yellow: 80, red: 70}}", "thresholds.pm25", "must be below red"),
+        ("version: 1\nrule_id: r\nthresholds: {pm99: {yellow: 1, red: 2}}", "thresholds.pm99", "unknown parameter"),
+        ("version: 1\nrule_id: r\nthresholds: {pm25: {yellow: 1}}", "thresholds.pm25", "exactly 'yellow' and 'red'"),
+        ("version: 1\nrule_id: r\nthresholds: {pm25: {yellow: x, red: 2}}", "thresholds.pm25.yellow", "must be a number"),
+        ("version: 0\nrule_id: r\nthresholds: {}", "version", "positive integer"),
+        ("version: 1\nrule_id: r\nmin_minutes: 61\nthresholds: {pm25: {yellow: 1, red: 2}}", "min_minutes", "1..60"),
+    ],
+)
+def test_tier_rule_errors(tmp_path: Path, text: str, key: str, reason: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_tier_rules(write(tmp_path, text))
+    assert info.value.key == key and reason in info.value.reason
+
+
+def test_tier_boundaries_are_strictly_above() -> None:
+    rules = load_tier_rules(REPO_ROOT / "config" / "tiers.yaml")
+    t = rules.thresholds["pm25"]
+    assert [tier_of(rules, "pm25", v) for v in (t.yellow, t.yellow + 0.1, t.red, t.red + 0.1)] == ["green", "yellow", "yellow", "red"]
+    assert tier_of(rules, "temp", 1e9) == "green"
+
+
+def test_settings_precedence_and_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    f = write(tmp_path, "port_base: 20000\nstate_dir: /tmp/x")
+    assert load_settings(f).port_base == 20000
+    monkeypatch.setenv("JW_PORT_BASE", "21000")
+    assert load_settings(f).port_base == 21000
+    assert load_settings(f, port_base=22000).mqtt_port == 22883
+    with pytest.raises(ConfigError, match="port_base: must be within"):
+        load_settings(write(tmp_path, "port_base: 80"))
+    with pytest.raises(ConfigError, match="kafka_prot: unknown setting"):
+        load_settings(write(tmp_path, "kafka_prot: 1"))

@@ -1,0 +1,131 @@
+"""The bridge's validation and normalisation (pure), including agreement with the JSON Schema."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from connectors.normalize import MAX_PAYLOAD_BYTES, Rejected, _check_shape, normalize, parse_device_time
+from schemas.models import validation_errors
+from schemas.network import parse_network
+
+NET = parse_network(
+    {
+        "version": 1,
+        "regions": [{"id": "north", "timezone": "Europe/Berlin"}, {"id": "south", "timezone": "Asia/Shanghai"}],
+        "stations": [
+            {"id": "n-a01", "region": "north", "medium": "air", "lat": 52.5, "lon": 13.4, "parameters": ["pm25", "no2", "temp"]},
+            {"id": "s-w01", "region": "south", "medium": "water", "lat": 31.2, "lon": 121.5, "river_km": 3, "parameters": ["nh3n", "ph"]},
+        ],
+    },
+    Path("test-network.yaml"),
+)
+RECEIVED = int(datetime(2026, 11, 22, 10, 0, 5, tzinfo=timezone.utc).timestamp() * 1000)
+T0 = int(datetime(2026, 11, 22, 10, 0, 0, tzinfo=timezone.utc).timestamp() * 1000)
+
+
+def msg(**doc) -> bytes:
+    return json.dumps({"station_id": "n-a01", "seq": 7, "ts": "2026-11-22T10:00:00Z", "values": {"pm25": 35.5, "no2": 20}} | doc).encode()
+
+
+def rejected(topic: str, payload: bytes) -> Rejected:
+    with pytest.raises(Rejected) as info:
+        normalize(topic, payload, NET, RECEIVED)
+    return info.value
+
+
+UP = "jw/v1/north/n-a01/up"
+
+
+def test_valid_message_explodes_into_schema_valid_readings() -> None:
+    readings = normalize(UP, msg(status={"no2": "M"}), NET, RECEIVED)
+    assert [(r["parameter"], r["value"], r["status"]) for r in readings] == [("pm25", 35.5, "N"), ("no2", 20.0, "M")]
+    for r in readings:
+        assert validation_errors("reading", r) == []
+        assert r["event_time"] == T0 and r["received_at"] == RECEIVED and r["region"] == "north"
+        assert r["reading_id"] == f"n-a01/{r['parameter']}/{T0}"
+        assert r["unit"] == {"pm25": "ug/m3", "no2": "ug/m3"}[r["parameter"]]
+
+
+def test_gateway_time_is_the_receive_time_when_present() -> None:
+    (r, _) = normalize(UP, msg(gw_ts="2026-11-22T10:00:02.500Z"), NET, RECEIVED)
+    assert r["received_at"] == T0 + 2500
+
+
+@pytest.mark.parametrize(
+    ("ts", "zone", "expected", "basis"),
+    [
+        ("2026-11-22T10:00:00Z", "Europe/Berlin", T0, "iso8601"),
+        ("2026-11-22T18:00:00+08:00", "Europe/Berlin", T0, "iso8601"),
+        (T0 / 1000, "Europe/Berlin", T0, "epoch_s"),
+        (T0, "Europe/Berlin", T0, "epoch_ms"),
+        ("2026-11-22 11:00:00", "Europe/Berlin", T0, "local"),  # CET, UTC+1 in November
+        ("20261122180000", "Asia/Shanghai", T0, "local"),  # HJ 212 DataTime, UTC+8
+        ("2026-07-01 12:00:00", "Europe/Berlin", int(datetime(2026, 7, 1, 10, tzinfo=timezone.utc).timestamp() * 1000), "local"),  # CEST
+    ],
+)
+def test_device_time_forms(ts, zone, expected, basis) -> None:
+    assert parse_device_time(ts, zone) == (expected, basis)
+
+
+def test_local_time_uses_the_station_zone() -> None:
+    (r, *_) = normalize(UP, msg(ts="2026-11-22 11:00:00"), NET, RECEIVED)
+    assert (r["event_time"], r["time_basis"], r["device_time"]) == (T0, "local", "2026-11-22 11:00:00")
+
+
+@pytest.mark.parametrize(
+    ("topic", "payload", "code", "fragment"),
+    [
+        (UP, b"{not json", "malformed_json", "Expecting"),
+        (UP, b"\xff\xfe", "malformed_json", ""),
+        (UP, b"[1, 2]", "schema_violation", "must be an object"),
+        (UP, msg(values={"pm25": "35"}), "schema_violation", "values/pm25: must be a number"),
+        (UP, msg(values={"pm25": True}), "schema_violation", "values/pm25: must be a number"),
+        (UP, msg(seq=-1), "schema_violation", "seq"),
+        (UP, msg(extra=1), "schema_violation", "extra: unexpected property"),
+        (UP, msg(status={"pm25": "X"}), "schema_violation", "status/pm25"),
+        ("jw/v1/north/n-zz9/up", msg(station_id="n-zz9"), "unknown_station", "'n-zz9' is not in the registry"),
+        ("jw/v1/south/s-w01/up", msg(), "station_mismatch", "payload of n-a01"),
+        ("jw/v1/south/n-a01/up", msg(), "station_mismatch", "region north"),
+        (UP, msg(values={"pm25": 99999}), "out_of_range", "pm25: 99999 ug/m3 outside the physical range [0.0, 2000.0]"),
+        (UP, msg(values={"pm25": -1}), "out_of_range", "outside the physical range"),
+        (UP, msg(values={"nh3n": 1}), "unknown_parameter", "nh3n: not measured by n-a01"),
+        (UP, msg(values={"bogus": 1}), "unknown_parameter", "bogus"),
+        (UP, msg(status={"temp": "N"}), "unknown_parameter", "status/temp: no such value"),
+        (UP, msg(ts="yesterday noon"), "bad_timestamp", "neither ISO-8601"),
+        (UP, msg(ts=0), "bad_timestamp", "implausible"),
+        (UP, msg(ts="2026-11-30T00:00:00Z"), "bad_timestamp", "implausible"),
+        (UP, msg(gw_ts="2026-11-22 10:00:00"), "bad_timestamp", "gw_ts"),
+        ("jw/v1/north/n-a01/down", msg(), "bad_topic", "not jw/v1"),
+        (UP, b"{" + b" " * MAX_PAYLOAD_BYTES + b"}", "oversized", f"> {MAX_PAYLOAD_BYTES}"),
+    ],
+)
+def test_bad_input_is_rejected_with_a_precise_reason(topic, payload, code, fragment) -> None:
+    rej = rejected(topic, payload)
+    assert rej.code == code
+    assert fragment in rej.detail
+
+
+json_scalars = st.one_of(st.none(), st.booleans(), st.integers(-5, 2**40), st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=45))
+payloads = st.fixed_dictionaries(
+    {},
+    optional={
+        "station_id": st.one_of(st.sampled_from(["n-a01", "N-A01", "x", "a" * 40]), json_scalars),
+        "seq": json_scalars,
+        "ts": st.one_of(st.sampled_from(["2026-11-22T10:00:00Z", "short"]), json_scalars),
+        "gw_ts": json_scalars,
+        "values": st.one_of(st.dictionaries(st.sampled_from(["pm25", "no2", "x"]), json_scalars, max_size=3), json_scalars),
+        "status": st.one_of(st.dictionaries(st.sampled_from(["pm25", "no2"]), st.sampled_from(["N", "D", "Q", 1]), max_size=2), json_scalars),
+        "unexpected": json_scalars,
+    },
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(payloads)
+def test_hand_written_checks_agree_with_the_json_schema(doc) -> None:
+    assert (_check_shape(doc) == []) == (validation_errors("device_payload", doc) == [])
