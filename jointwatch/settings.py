@@ -29,7 +29,6 @@ PORT_OFFSETS = {
     "bridge_metrics_port": 900,
     "router_metrics_port": 901,
     "sink_metrics_port": 902,
-    "responder_port": 950,
 }
 
 

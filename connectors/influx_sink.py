@@ -1,0 +1,215 @@
+"""The InfluxDB sink: aggregates and alerts from Kafka into InfluxDB, committed after the write.
+
+A point's measurement, tags and time identify it, so writing it again
+overwrites it: re-processing after a crash (offsets not yet committed) is
+idempotent. Targets InfluxDB 1.8's v2-compatible API (bucket "db/rp", org "-",
+token "user:password") and InfluxDB 2.x alike.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+from influxdb_client import InfluxDBClient, Point, WritePrecision
+from influxdb_client.client.write_api import SYNCHRONOUS
+from influxdb_client.rest import ApiException
+from prometheus_client import Counter, Histogram
+from urllib3.exceptions import HTTPError
+
+from connectors.kafka_io import DecodeError, consumer_config, decode_json, ensure_topics, position, where
+from jointwatch.settings import Settings
+from jointwatch.stack.secrets import Secrets
+from schemas.models import Aggregate, Alert, validation_errors
+from schemas.topics import ALERTS, READINGS_ALIGNED, READINGS_HOURLY, Topic, namespaced
+
+log = logging.getLogger(__name__)
+
+DEFAULT_GROUP_ID = "jw-influx-sink"
+
+MESSAGES_CONSUMED = Counter("jw_sink_messages_consumed", "Kafka messages read", ["topic"])
+INVALID_MESSAGES = Counter("jw_sink_invalid_messages", "Messages skipped: not JSON or not matching their schema", ["topic"])
+POINTS_WRITTEN = Counter("jw_sink_points_written", "Points acknowledged by InfluxDB")
+POINTS_REJECTED = Counter("jw_sink_points_rejected", "Points InfluxDB refused as malformed (HTTP 400), skipped")
+WRITE_FAILURES = Counter("jw_sink_write_failures", "Failed batch writes (retried; offsets not committed meanwhile)")
+WRITE_LATENCY = Histogram("jw_sink_write_latency_seconds", "Duration of one successful batch write")
+
+
+def aggregate_point(agg: Aggregate) -> Point:
+    """Measurement 'aggregate', one series per station, parameter and window kind, at window_end."""
+    return (
+        Point("aggregate")
+        .tag("station_id", agg["station_id"])
+        .tag("region", agg["region"])
+        .tag("medium", agg["medium"])
+        .tag("parameter", agg["parameter"])
+        .tag("window", agg["window"])
+        # float(): JSON may carry 35 for 35.0, and InfluxDB fixes a field's type at first write.
+        .field("mean", float(agg["mean"]))
+        .field("min", float(agg["min"]))
+        .field("max", float(agg["max"]))
+        .field("count", int(agg["count"]))
+        .field("minutes", int(agg["minutes"]))
+        .field("completeness", float(agg["completeness"]))
+        .time(agg["window_end"], WritePrecision.MS)
+    )
+
+
+def alert_point(alert: Alert) -> Point:
+    """Measurement 'alert' at window_end; a clear (threshold null) has no threshold field."""
+    point = (
+        Point("alert")
+        .tag("station_id", alert["station_id"])
+        .tag("region", alert["region"])
+        .tag("origin_region", alert["origin_region"])
+        .tag("parameter", alert["parameter"])
+        .tag("tier", alert["tier"])
+        .tag("rule_id", alert["rule_id"])
+        .field("alert_id", alert["alert_id"])
+        .field("previous_tier", alert["previous_tier"])
+        .field("value", float(alert["value"]))
+        .field("completeness", float(alert["completeness"]))
+        .field("rule_version", int(alert["rule_version"]))
+        .time(alert["window_end"], WritePrecision.MS)
+    )
+    if alert["threshold"] is not None:
+        point.field("threshold", float(alert["threshold"]))
+    return point
+
+
+# Topic -> (schema the messages must match, conversion).
+CONVERSIONS: dict[Topic, tuple[str, Callable[[Any], Point]]] = {
+    READINGS_ALIGNED: ("aggregate", aggregate_point),
+    READINGS_HOURLY: ("aggregate", aggregate_point),
+    ALERTS: ("alert", alert_point),
+}
+
+
+def to_point(topic: Topic, doc: Any) -> Point:
+    """Validate a decoded message of `topic` and convert it; ValueError says why it is invalid."""
+    schema, convert = CONVERSIONS[topic]
+    errors = validation_errors(schema, doc)
+    if errors:
+        raise ValueError(f"not a valid {schema}: " + "; ".join(errors))
+    return convert(doc)
+
+
+class InfluxSink:
+    def __init__(
+        self,
+        settings: Settings,
+        token: str,
+        *,
+        group_id: str = DEFAULT_GROUP_ID,
+        batch_size: int = 500,
+        poll_timeout_s: float = 1.0,
+        retry_base_s: float = 0.5,
+        retry_max_s: float = 30.0,
+        write_timeout_ms: int = 10_000,
+    ) -> None:
+        self.settings, self.group_id, self.batch_size = settings, group_id, batch_size
+        self.poll_timeout_s, self.retry_base_s, self.retry_max_s = poll_timeout_s, retry_base_s, retry_max_s
+        self.bucket = f"{settings.influx_db}/autogen"
+        self.topics = {namespaced(t, settings.namespace): t for t in CONVERSIONS}
+        self._client = InfluxDBClient(url=settings.influx_url, token=token, org="-", timeout=write_timeout_ms)
+        self._write_api = self._client.write_api(write_options=SYNCHRONOUS)
+
+    @classmethod
+    def create(cls, settings: Settings, secrets: Secrets, **options: Any) -> InfluxSink:
+        return cls(settings, secrets.influx_token, **options)
+
+    def run(self, stop: threading.Event) -> None:
+        """Consume, write and commit until `stop` is set; then close."""
+        ensure_topics(self.settings.kafka_bootstrap, CONVERSIONS, self.settings.namespace)
+        consumer = Consumer(consumer_config(self.settings.kafka_bootstrap, self.group_id))
+        consumer.subscribe(list(self.topics))
+        log.info("InfluxDB sink: %s -> %s bucket %s, group %s", sorted(self.topics), self.settings.influx_url, self.bucket, self.group_id)
+        try:
+            while not stop.is_set():
+                messages = consumer.consume(num_messages=self.batch_size, timeout=self.poll_timeout_s)
+                if not messages:
+                    continue
+                points, offsets = self.convert(messages)
+                if points and not self.write(points, stop):
+                    break  # stopped while InfluxDB was failing: leave the batch uncommitted
+                if offsets:
+                    _commit(consumer, offsets)
+        finally:
+            consumer.close()
+            self._client.close()
+            log.info("InfluxDB sink stopped")
+
+    def convert(self, messages: list[Message]) -> tuple[list[Point], list[TopicPartition]]:
+        """Points of the valid messages, and the offsets to commit once they are written."""
+        points: list[Point] = []
+        next_offsets: dict[tuple[str, int], int] = {}
+        for msg in messages:
+            if msg.error():
+                log.warning("Kafka consumer: %s", msg.error())
+                continue
+            name, partition, offset = position(msg)
+            topic = self.topics[name]
+            next_offsets[(name, partition)] = offset + 1
+            MESSAGES_CONSUMED.labels(topic.name).inc()
+            try:
+                points.append(to_point(topic, decode_json(msg.value())))
+            except (DecodeError, ValueError) as exc:
+                # Skipped, not lost: the message stays in Kafka at this offset.
+                INVALID_MESSAGES.labels(topic.name).inc()
+                log.error("skipped %s: %s", where(msg), exc)
+        return points, [TopicPartition(t, p, o) for (t, p), o in next_offsets.items()]
+
+    def write(self, points: list[Point], stop: threading.Event) -> bool:
+        """Write until InfluxDB accepts (retrying with backoff); False if `stop` came first."""
+        delay = self.retry_base_s
+        while True:
+            started = time.monotonic()
+            try:
+                try:
+                    self._write_api.write(self.bucket, "-", points)
+                except ApiException as exc:
+                    if exc.status != 400:
+                        raise
+                    # Some point is malformed (e.g. a field type conflict): write one by one, skip the bad.
+                    log.error("InfluxDB refused a batch of %d points (%s); writing them one by one", len(points), _body(exc))
+                    self._write_each(points)
+                else:
+                    POINTS_WRITTEN.inc(len(points))
+                WRITE_LATENCY.observe(time.monotonic() - started)
+                return True
+            except (ApiException, HTTPError, OSError) as exc:
+                WRITE_FAILURES.inc()
+                log.warning("InfluxDB write of %d points failed, retrying in %.1f s: %s", len(points), delay, _body(exc))
+                if stop.wait(delay):
+                    return False
+                delay = min(delay * 2, self.retry_max_s)
+
+    def _write_each(self, points: list[Point]) -> None:
+        for point in points:
+            try:
+                self._write_api.write(self.bucket, "-", point)
+                POINTS_WRITTEN.inc()
+            except ApiException as exc:
+                if exc.status != 400:
+                    raise
+                POINTS_REJECTED.inc()
+                log.error("InfluxDB rejected %s: %s", point.to_line_protocol(), _body(exc))
+
+
+def _commit(consumer: Consumer, offsets: list[TopicPartition]) -> None:
+    try:
+        consumer.commit(offsets=offsets, asynchronous=False)
+    except KafkaException as exc:
+        # Typically a rebalance took the partitions away; their new owner rewrites the
+        # same points, which is harmless (upserts).
+        log.warning("commit of %s failed: %s", offsets, exc)
+
+
+def _body(exc: Exception) -> str:
+    """The useful part of an influxdb-client error (its HTTP body when there is one)."""
+    body = getattr(exc, "body", None)
+    return f"HTTP {getattr(exc, 'status', '?')} {body!r}" if body else f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,134 @@
+"""Kafka plumbing shared by the services: client configs, topic creation, JSON codec."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from schemas.topics import ALL_TOPICS, Topic, namespaced
+
+
+class DecodeError(ValueError):
+    """A Kafka message value is not the JSON document it should be."""
+
+
+def producer_config(bootstrap: str, **extra: Any) -> dict[str, Any]:
+    """Idempotent producer: retries never duplicate or reorder within a partition."""
+    return {
+        "bootstrap.servers": bootstrap,
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": 5,
+        **extra,
+    }
+
+
+def consumer_config(bootstrap: str, group_id: str, **extra: Any) -> dict[str, Any]:
+    """Manual commit: a service commits only what it has fully handled."""
+    return {
+        "bootstrap.servers": bootstrap,
+        "group.id": group_id,
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        **extra,
+    }
+
+
+def ensure_topics(bootstrap: str, topics: Iterable[Topic] = ALL_TOPICS, namespace: str = "", timeout_s: float = 30.0) -> list[str]:
+    """Create the topics that do not exist yet (single-broker replication); return the names created."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    wanted = {namespaced(t, namespace): t for t in topics}
+    existing = set(admin.list_topics(timeout=timeout_s).topics)
+    missing = [
+        NewTopic(name, num_partitions=t.partitions, replication_factor=1, config={"cleanup.policy": "compact"} if t.compacted else {})
+        for name, t in wanted.items()
+        if name not in existing
+    ]
+    created: list[str] = []
+    for name, future in (admin.create_topics(missing, operation_timeout=timeout_s) if missing else {}).items():
+        try:
+            future.result(timeout=timeout_s)
+            created.append(name)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:  # another service won the race
+                raise
+    _wait_until_listed(admin, set(wanted), timeout_s)
+    return created
+
+
+def _wait_until_listed(admin: AdminClient, names: set[str], timeout_s: float) -> None:
+    # Creation is acknowledged before every broker serves the metadata; consumers
+    # subscribing in between would see UNKNOWN_TOPIC_OR_PART.
+    deadline = time.monotonic() + timeout_s
+    while True:
+        missing = names - set(admin.list_topics(timeout=timeout_s).topics)
+        if not missing:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"topics not visible after {timeout_s} s: {sorted(missing)}")
+        time.sleep(0.1)
+
+
+_COORDINATOR_STARTING = {KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS, KafkaError.COORDINATOR_NOT_AVAILABLE}
+
+
+def committed_offsets(bootstrap: str, group_id: str, topics: Iterable[Topic], namespace: str = "", timeout_s: float = 20.0) -> dict[str, int]:
+    """Offsets a consumer group has committed, summed over each topic's partitions (un-namespaced names).
+
+    Reads without joining the group, so it does not disturb the members; rides
+    out the group coordinator's start-up on a fresh broker.
+    """
+    wanted = list(topics)
+    parts = [TopicPartition(namespaced(t, namespace), p) for t in wanted for p in range(t.partitions)]
+    consumer = Consumer(consumer_config(bootstrap, group_id))
+    deadline = time.monotonic() + timeout_s
+    try:
+        while True:
+            try:
+                result = consumer.committed(parts, timeout=timeout_s)
+                break
+            except KafkaException as exc:
+                if exc.args[0].code() not in _COORDINATOR_STARTING or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+    finally:
+        consumer.close()
+    names = {namespaced(t, namespace): t.name for t in wanted}
+    totals = dict.fromkeys(names.values(), 0)
+    for tp in result:
+        totals[names[tp.topic]] += max(tp.offset, 0)  # negative = nothing committed yet
+    return totals
+
+
+def encode_json(doc: Any) -> bytes:
+    """Compact UTF-8 JSON, keys in the order given (deterministic for the same dict)."""
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+
+
+def decode_json(raw: bytes | None) -> Any:
+    """Parse a message value; DecodeError says why it is not JSON (callers add the position)."""
+    if raw is None:
+        raise DecodeError("empty message value (tombstone)")
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DecodeError(f"not JSON: {exc}") from None
+
+
+def position(msg: Message) -> tuple[str, int, int]:
+    """(topic, partition, offset) of a consumed message; only error events lack them."""
+    topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+    if topic is None or partition is None or offset is None:
+        raise ValueError(f"not a consumed message: {msg.error()}")
+    return topic, partition, offset
+
+
+def where(msg: Message) -> str:
+    """Position of a consumed message, for logs and errors."""
+    topic, partition, offset = position(msg)
+    return f"{topic}[{partition}]@{offset}"

@@ -1,0 +1,81 @@
+"""The pipeline's long-running services in one process: bridge, router and sink
+threads, plus the Flink job as a child process. Used by the demo, the
+end-to-end tests and the benchmark, so all three exercise the same wiring."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from alerts.router import AlertRouter
+from alerts.routing import Routing
+from connectors.influx_sink import InfluxSink
+from connectors.kafka_io import ensure_topics
+from connectors.mqtt_bridge import MqttKafkaBridge
+from jointwatch.settings import Settings
+from jointwatch.stack.flink import start_embedded_job
+from jointwatch.stack.processes import ManagedProcess
+from jointwatch.stack.secrets import Secrets
+from schemas.network import Network
+
+log = logging.getLogger("jointwatch.services")
+
+
+@dataclass
+class Services:
+    settings: Settings
+    secrets: Secrets
+    network: Network
+    routing: Routing
+    job_args: tuple[str, ...] = ("--startup-mode", "earliest-offset")
+    with_job: bool = True
+    stop: threading.Event = field(default_factory=threading.Event)
+    threads: list[threading.Thread] = field(default_factory=list)
+    job: ManagedProcess | None = None
+    errors: list[str] = field(default_factory=list)
+
+    def start(self) -> "Services":
+        s = self.settings
+        ensure_topics(s.kafka_bootstrap, namespace=s.namespace)
+        if self.with_job:
+            self.job = start_embedded_job(s, *self.job_args)
+            log.info("Flink job starting (embedded MiniCluster), log: %s", self.job.log_file)
+        self.bridge = MqttKafkaBridge(s, self.network, self.secrets, client_id=f"jw-bridge-{s.namespace or 'main'}")
+        self.router = AlertRouter.create(s, self.secrets, self.routing, group_id=f"jw-alert-router-{s.namespace or 'main'}")
+        self.sink = InfluxSink.create(s, self.secrets, group_id=f"jw-influx-sink-{s.namespace or 'main'}")
+        for name, target in (("bridge", self.bridge.run), ("router", self.router.run), ("sink", self.sink.run)):
+            t = threading.Thread(target=self._guard(name, target), name=f"jw-{name}", daemon=True)
+            t.start()
+            self.threads.append(t)
+        if not self.bridge.connected.wait(15):
+            raise RuntimeError("the bridge did not connect to Mosquitto within 15 s")
+        return self
+
+    def _guard(self, name: str, target: Callable[[threading.Event], None]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                target(self.stop)
+            except Exception as exc:  # a dead service must not go unnoticed: record it and stop the rest
+                log.exception("%s failed", name)
+                self.errors.append(f"{name}: {exc}")
+                self.stop.set()
+
+        return run
+
+    def job_alive(self) -> bool:
+        return self.job is not None and self.job.running()
+
+    def close(self) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join(30)
+        if self.job is not None:
+            self.job.stop()
+
+    def __enter__(self) -> "Services":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,154 @@
+"""The InfluxDB sink against real Kafka and InfluxDB 1.8 (v2-compatible write and Flux query APIs)."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from confluent_kafka import Producer
+from influxdb_client import InfluxDBClient
+from prometheus_client import REGISTRY
+
+from connectors.influx_sink import InfluxSink
+from connectors.kafka_io import committed_offsets, encode_json, producer_config
+from jointwatch.settings import Settings
+from schemas.topics import ALERTS, READINGS_ALIGNED, READINGS_HOURLY, Topic, namespaced
+
+pytestmark = pytest.mark.integration
+
+MINUTE = 60_000
+
+
+@pytest.fixture()
+def settings(stack: Any) -> Settings:
+    return stack.isolated()
+
+
+@contextmanager
+def running(sink: InfluxSink) -> Iterator[None]:
+    stop = threading.Event()
+    thread = threading.Thread(target=sink.run, args=(stop,), name="sink-under-test")
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(30)
+        assert not thread.is_alive(), "sink did not stop"
+
+
+def produce(settings: Settings, topic: Topic, docs: list[Any]) -> None:
+    producer = Producer(producer_config(settings.kafka_bootstrap))
+    for doc in docs:
+        value = doc if isinstance(doc, bytes) else encode_json(doc)
+        producer.produce(namespaced(topic, settings.namespace), key=b"k", value=value)
+    assert producer.flush(10) == 0
+
+
+def committed(settings: Settings, group_id: str) -> dict[str, int]:
+    return committed_offsets(settings.kafka_bootstrap, group_id, [READINGS_ALIGNED, READINGS_HOURLY, ALERTS], settings.namespace)
+
+
+def wait_until(condition: Any, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.3)
+
+
+def aggregate(station: str, window: str, end: int, mean: float, **over: Any) -> dict[str, Any]:
+    span = MINUTE if window == "1m" else 60 * MINUTE
+    doc = {
+        "schema": "jw.aggregate.v1", "station_id": station, "region": "north", "medium": "air", "parameter": "pm25",
+        "unit": "ug/m3", "window": window, "window_start": end - span, "window_end": end, "mean": mean,
+        "min": mean - 1, "max": mean + 1, "count": 4, "minutes": 1 if window == "1m" else 58,
+        "completeness": 1.0 if window == "1m" else 58 / 60,
+    }
+    doc.update(over)
+    return doc
+
+
+def alert(station: str, end: int, tier: str, previous: str, threshold: float | None) -> dict[str, Any]:
+    return {
+        "schema": "jw.alert.v1", "alert_id": f"a-{uuid.uuid4().hex[:8]}", "station_id": station, "region": "north",
+        "origin_region": "north", "affected_regions": ["central"], "medium": "air", "parameter": "pm25",
+        "tier": tier, "previous_tier": previous, "value": 160.0, "unit": "ug/m3", "threshold": threshold,
+        "rule_id": "pm25-1h", "rule_version": 2, "window_start": end - 60 * MINUTE, "window_end": end,
+        "window_minutes": 60, "completeness": 1.0,
+    }
+
+
+def query(settings: Settings, token: str, flux: str) -> list[dict[str, Any]]:
+    with InfluxDBClient(url=settings.influx_url, token=token, org="-") as client:
+        return [record.values for table in client.query_api().query(flux, org="-") for record in table.records]
+
+
+def rows(settings: Settings, token: str, measurement: str, station: str) -> list[dict[str, Any]]:
+    return query(settings, token, f"""
+        from(bucket: "{settings.influx_db}/autogen")
+          |> range(start: -2d)
+          |> filter(fn: (r) => r._measurement == "{measurement}" and r.station_id == "{station}")
+          |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")
+    """)
+
+
+def test_aggregates_and_alerts_are_written_then_committed(stack: Any, settings: Settings) -> None:
+    station = f"x-{uuid.uuid4().hex[:8]}"  # a series of its own in the shared database
+    end = (int(time.time() * 1000) // MINUTE) * MINUTE - 10 * MINUTE
+    minutes = [aggregate(station, "1m", end - i * MINUTE, 30.0 + i) for i in range(5)]
+    hourly = [aggregate(station, "1h-rolling", end, 33.5, count=240)]
+    alerts = [alert(station, end - MINUTE, "red", "yellow", 150.0), alert(station, end, "green", "red", None)]
+    invalid_before = REGISTRY.get_sample_value("jw_sink_invalid_messages_total", {"topic": READINGS_ALIGNED.name}) or 0
+    produce(settings, READINGS_ALIGNED, [*minutes, b"{broken", {**minutes[0], "mean": "high"}])
+    produce(settings, READINGS_HOURLY, hourly)
+    produce(settings, ALERTS, alerts)
+    group = f"jw-sink-test-{uuid.uuid4().hex[:8]}"
+    token = stack.secrets.influx_token
+
+    with running(InfluxSink.create(settings, stack.secrets, group_id=group, batch_size=3)):
+        wait_until(lambda: committed(settings, group) == {READINGS_ALIGNED.name: 7, READINGS_HOURLY.name: 1, ALERTS.name: 2}, 60, "commits")
+
+    aggs = rows(settings, token, "aggregate", station)
+    one_minute = sorted((r for r in aggs if r["window"] == "1m"), key=lambda r: r["_time"])
+    assert [r["mean"] for r in one_minute] == [34.0, 33.0, 32.0, 31.0, 30.0]
+    assert [int(r["_time"].timestamp() * 1000) for r in one_minute] == [end - i * MINUTE for i in range(4, -1, -1)]
+    assert one_minute[0]["count"] == 4 and isinstance(one_minute[0]["count"], int)
+    (hour,) = [r for r in aggs if r["window"] == "1h-rolling"]
+    assert (hour["mean"], hour["min"], hour["max"], hour["count"], hour["minutes"]) == (33.5, 32.5, 34.5, 240, 58)
+    assert hour["completeness"] == pytest.approx(58 / 60)
+    assert (hour["region"], hour["medium"], hour["parameter"]) == ("north", "air", "pm25")
+
+    stored = sorted(rows(settings, token, "alert", station), key=lambda r: r["_time"])
+    assert [(r["tier"], r["previous_tier"], r["alert_id"]) for r in stored] == [(a["tier"], a["previous_tier"], a["alert_id"]) for a in alerts]
+    assert stored[0]["threshold"] == 150.0 and stored[0]["value"] == 160.0 and stored[0]["origin_region"] == "north"
+    assert stored[1].get("threshold") is None and stored[1]["rule_id"] == "pm25-1h"
+
+    invalid_after = REGISTRY.get_sample_value("jw_sink_invalid_messages_total", {"topic": READINGS_ALIGNED.name})
+    assert invalid_after == invalid_before + 2
+
+
+def test_nothing_is_committed_while_influx_refuses_writes(stack: Any, settings: Settings) -> None:
+    station = f"x-{uuid.uuid4().hex[:8]}"
+    end = (int(time.time() * 1000) // MINUTE) * MINUTE
+    produce(settings, READINGS_HOURLY, [aggregate(station, "1h-rolling", end, 12.0)])
+    group = f"jw-sink-test-{uuid.uuid4().hex[:8]}"
+    failures_before = REGISTRY.get_sample_value("jw_sink_write_failures_total") or 0
+
+    # A database that does not exist: InfluxDB answers 404 to every write.
+    broken = settings.with_(influx_db=f"missing_{uuid.uuid4().hex[:8]}")
+    with running(InfluxSink.create(broken, stack.secrets, group_id=group, retry_base_s=0.2)):
+        wait_until(lambda: (REGISTRY.get_sample_value("jw_sink_write_failures_total") or 0) >= failures_before + 2, 30, "write retries")
+        assert committed(settings, group) == {READINGS_ALIGNED.name: 0, READINGS_HOURLY.name: 0, ALERTS.name: 0}
+
+    # The same group against the real database picks the uncommitted message up again.
+    with running(InfluxSink.create(settings, stack.secrets, group_id=group)):
+        wait_until(lambda: committed(settings, group)[READINGS_HOURLY.name] == 1, 60, "commit after recovery")
+    assert [r["mean"] for r in rows(settings, stack.secrets.influx_token, "aggregate", station)] == [12.0]

@@ -1,0 +1,76 @@
+"""Conversion of aggregates and alerts to InfluxDB points (line protocol checked exactly)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from connectors.influx_sink import aggregate_point, alert_point, to_point
+from schemas.models import Aggregate, Alert, validation_errors
+from schemas.topics import ALERTS, READINGS_ALIGNED, READINGS_HOURLY
+
+WINDOW_END = 1_767_225_600_000  # 2026-01-01T00:00:00Z in ms
+
+
+def make_aggregate(**over: Any) -> Aggregate:
+    doc: dict[str, Any] = {
+        "schema": "jw.aggregate.v1", "station_id": "n-a03", "region": "north", "medium": "air",
+        "parameter": "pm25", "unit": "ug/m3", "window": "1h-rolling", "window_start": WINDOW_END - 3_600_000,
+        "window_end": WINDOW_END, "mean": 35.5, "min": 20.0, "max": 61.25, "count": 240, "minutes": 58,
+        "completeness": 0.9667,
+    }
+    doc.update(over)
+    assert validation_errors("aggregate", doc) == []
+    return doc  # type: ignore[return-value]
+
+
+def make_alert(**over: Any) -> Alert:
+    doc: dict[str, Any] = {
+        "schema": "jw.alert.v1", "alert_id": "a-1", "station_id": "n-a03", "region": "north",
+        "origin_region": "north", "affected_regions": ["central"], "medium": "air", "parameter": "pm25",
+        "tier": "red", "previous_tier": "yellow", "value": 182.0, "unit": "ug/m3", "threshold": 150.0,
+        "rule_id": "pm25-1h", "rule_version": 3, "window_start": WINDOW_END - 3_600_000, "window_end": WINDOW_END,
+        "window_minutes": 60, "completeness": 1.0,
+    }
+    doc.update(over)
+    assert validation_errors("alert", doc) == []
+    return doc  # type: ignore[return-value]
+
+
+def test_aggregate_point() -> None:
+    assert aggregate_point(make_aggregate()).to_line_protocol() == (
+        "aggregate,medium=air,parameter=pm25,region=north,station_id=n-a03,window=1h-rolling "
+        "completeness=0.9667,count=240i,max=61.25,mean=35.5,min=20,minutes=58i "
+        f"{WINDOW_END}"
+    )
+
+
+def test_integral_json_numbers_stay_float_fields() -> None:
+    # InfluxDB fixes a field's type on first write: 35 must not become an integer field (35i);
+    # in line protocol a number without a suffix is a float.
+    line = aggregate_point(make_aggregate(mean=35, min=35, max=35, completeness=1)).to_line_protocol()
+    assert "completeness=1,count=240i,max=35,mean=35,min=35,minutes=58i " in line
+
+
+def test_alert_point() -> None:
+    assert alert_point(make_alert()).to_line_protocol() == (
+        "alert,origin_region=north,parameter=pm25,region=north,rule_id=pm25-1h,station_id=n-a03,tier=red "
+        'alert_id="a-1",completeness=1,previous_tier="yellow",rule_version=3i,threshold=150,value=182 '
+        f"{WINDOW_END}"
+    )
+
+
+def test_clear_has_no_threshold_field() -> None:
+    line = alert_point(make_alert(tier="green", previous_tier="red", threshold=None)).to_line_protocol()
+    assert "threshold" not in line and ",tier=green " in line
+
+
+def test_to_point_routes_by_topic_and_validates() -> None:
+    assert to_point(READINGS_ALIGNED, make_aggregate(window="1m")).to_line_protocol().startswith("aggregate,")
+    assert to_point(READINGS_HOURLY, make_aggregate()).to_line_protocol().startswith("aggregate,")
+    assert to_point(ALERTS, make_alert()).to_line_protocol().startswith("alert,")
+    with pytest.raises(ValueError, match="not a valid alert"):
+        to_point(ALERTS, make_aggregate())
+    with pytest.raises(ValueError, match="mean"):
+        to_point(READINGS_HOURLY, {**make_aggregate(), "mean": "high"})
