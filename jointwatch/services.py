@@ -4,6 +4,7 @@ end-to-end tests and the benchmark, so all three exercise the same wiring."""
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 from collections.abc import Callable
@@ -71,6 +72,9 @@ class Services:
         self.stop.set()
         for t in self.threads:
             t.join(30)
+        # Drop the Kafka clients now: librdkafka threads live as long as their objects do.
+        self.bridge = self.router = self.sink = None  # type: ignore[assignment]
+        gc.collect()
         if self.job is not None:
             self.job.stop()
 
