@@ -57,7 +57,7 @@ def _stop_on_signals() -> threading.Event:
 @click.option("--max-attempts", default=RetryPolicy.max_attempts, show_default=True, help="Attempts per delivery before dead-lettering.")
 @click.option("--max-retry-seconds", default=RetryPolicy.max_total_s, show_default=True, help="Time budget per delivery, retries included.")
 @click.option("--metrics-port", type=int, default=None, help="Serve Prometheus metrics on 127.0.0.1:PORT.")
-@click.option("--log-level", default="INFO", show_default=True, type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]))
+@click.option("--log-level", default="INFO", show_default=True, type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]), help="Logging verbosity.")
 def router(
     state_dir: Path | None, port_base: int | None, routing_file: Path | None, namespace: str | None, group_id: str,
     max_attempts: int, max_retry_seconds: float, metrics_port: int | None, log_level: str,

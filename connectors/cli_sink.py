@@ -25,7 +25,7 @@ from jointwatch.stack.secrets import load_secrets
 @click.option("--group-id", default=DEFAULT_GROUP_ID, show_default=True, help="Kafka consumer group.")
 @click.option("--batch-size", default=500, show_default=True, help="Most messages per InfluxDB write.")
 @click.option("--metrics-port", type=int, default=None, help="Serve Prometheus metrics on 127.0.0.1:PORT.")
-@click.option("--log-level", default="INFO", show_default=True, type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]))
+@click.option("--log-level", default="INFO", show_default=True, type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]), help="Logging verbosity.")
 def sink(
     state_dir: Path | None, port_base: int | None, namespace: str | None, group_id: str, batch_size: int,
     metrics_port: int | None, log_level: str,

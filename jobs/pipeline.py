@@ -16,7 +16,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # `flink run -py jobs/pipeline.py` runs this file as a script
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from jobs.sql import JobOptions, statements
+from jobs.sql import OUTPUTS, JobOptions, statements
 from jobs.tier_rules import load_tier_rules
 
 log = logging.getLogger("jointwatch.job")
@@ -30,7 +30,7 @@ def connector_jars(deps_dir: Path) -> list[Path]:
     return jars
 
 
-def build(opts: JobOptions, rules_file: Path, deps_dir: Path, checkpoint_dir: Path | None, parallelism: int):
+def build(opts: JobOptions, rules_file: Path, deps_dir: Path, checkpoint_dir: Path | None, parallelism: int, outputs: tuple[str, ...] = OUTPUTS):
     from pyflink.table import EnvironmentSettings, TableEnvironment
 
     t_env = TableEnvironment.create(EnvironmentSettings.in_streaming_mode())
@@ -40,9 +40,12 @@ def build(opts: JobOptions, rules_file: Path, deps_dir: Path, checkpoint_dir: Pa
     conf.set("table.local-time-zone", "UTC")  # window bounds are rendered in UTC, whatever the host's zone
     conf.set("parallelism.default", str(parallelism))
     conf.set("execution.checkpointing.interval", "10 s")
+    conf.set("pipeline.object-reuse", "true")
+    # No table.exec.mini-batch: its assigner emits processing-time watermarks here, which
+    # CURRENT_WATERMARK (the late-reading split) would then read as event time.
     if checkpoint_dir is not None:
         conf.set("execution.checkpointing.dir", checkpoint_dir.resolve().as_uri())
-    ddl, inserts = statements(opts, load_tier_rules(rules_file))
+    ddl, inserts = statements(opts, load_tier_rules(rules_file), outputs)
     for stmt in ddl:
         t_env.execute_sql(stmt)
     stmt_set = t_env.create_statement_set()
@@ -63,11 +66,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out-of-orderness", type=int, default=30, help="seconds")
     p.add_argument("--idle-timeout", type=int, default=30, help="seconds")
     p.add_argument("--startup-mode", default="group-offsets", choices=["group-offsets", "earliest-offset", "latest-offset"])
+    p.add_argument("--outputs", default=",".join(OUTPUTS), help=f"comma-separated subset of {','.join(OUTPUTS)}")
     p.add_argument("--detached", action="store_true", help="submit and return (cluster mode)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     opts = JobOptions(args.bootstrap, args.namespace, args.group_id, args.out_of_orderness, args.idle_timeout, args.startup_mode)
-    result = build(opts, args.rules, args.deps_dir, args.checkpoint_dir, args.parallelism).execute()
+    result = build(opts, args.rules, args.deps_dir, args.checkpoint_dir, args.parallelism, tuple(args.outputs.split(","))).execute()
     job_id = result.get_job_client().get_job_id() if result.get_job_client() else None
     log.info("submitted job %s", job_id)
     if not args.detached:

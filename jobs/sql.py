@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from jobs.tier_rules import TierRules
-from schemas.topics import ALERTS, READINGS_ALIGNED, READINGS_HOURLY, READINGS_RAW, Topic, namespaced
+from schemas.topics import ALERTS, READINGS_ALIGNED, READINGS_HOURLY, READINGS_LATE, READINGS_RAW, Topic, namespaced
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,7 @@ def _kafka_sink(opts: JobOptions, topic: Topic) -> str:
 def source_ddl(opts: JobOptions) -> str:
     return f"""
 CREATE TABLE readings (
+  reading_id STRING,
   station_id STRING,
   region STRING,
   medium STRING,
@@ -52,6 +53,8 @@ CREATE TABLE readings (
   `value` DOUBLE,
   unit STRING,
   event_time BIGINT,
+  received_at BIGINT,
+  device_time STRING,
   status STRING,
   ts AS TO_TIMESTAMP_LTZ(event_time, 3),
   WATERMARK FOR ts AS ts - INTERVAL '{opts.out_of_orderness_s}' SECOND
@@ -87,6 +90,20 @@ AGGREGATE_COLUMNS = """
 
 def sink_ddls(opts: JobOptions) -> list[str]:
     return [
+        f"""CREATE TABLE late_sink (
+  `schema` STRING,
+  reason STRING,
+  reading_id STRING,
+  station_id STRING,
+  `parameter` STRING,
+  `value` DOUBLE,
+  event_time BIGINT,
+  received_at BIGINT,
+  device_time STRING,
+  `watermark` BIGINT,
+  late_by_ms BIGINT
+) WITH ({_kafka_sink(opts, READINGS_LATE)}
+)""",
         f"CREATE TABLE aligned_sink (`schema` STRING,{AGGREGATE_COLUMNS}\n) WITH ({_kafka_sink(opts, READINGS_ALIGNED)}\n)",
         f"CREATE TABLE rolling_sink (`schema` STRING,{AGGREGATE_COLUMNS}\n) WITH ({_kafka_sink(opts, READINGS_HOURLY)}\n)",
         f"""CREATE TABLE alerts_sink (
@@ -114,10 +131,26 @@ def sink_ddls(opts: JobOptions) -> list[str]:
     ]
 
 
-def _epoch_ms(col: str) -> str:
-    # Window bounds are TIMESTAMP(3) in the session zone, which the job pins to UTC.
-    return f"UNIX_TIMESTAMP(DATE_FORMAT({col}, 'yyyy-MM-dd HH:mm:ss')) * 1000"
+def _epoch_ms(col: str, whole_seconds: bool = True) -> str:
+    # Timestamps render in the session zone, which the job pins to UTC. Window bounds are
+    # whole minutes, so the cheap seconds form is exact for them.
+    seconds = f"UNIX_TIMESTAMP(DATE_FORMAT({col}, 'yyyy-MM-dd HH:mm:ss')) * 1000"
+    return seconds if whole_seconds else f"({seconds} + CAST(DATE_FORMAT({col}, 'SSS') AS BIGINT))"
 
+
+# A reading at or behind the watermark would be dropped by the windows without a trace;
+# it is split off here (the documented CURRENT_WATERMARK pattern) and goes to the late topic.
+# The source's watermark is never behind the windows' own, so what passes is never dropped.
+ON_TIME_VIEW = """
+CREATE TEMPORARY VIEW on_time AS
+SELECT * FROM readings WHERE CURRENT_WATERMARK(ts) IS NULL OR ts > CURRENT_WATERMARK(ts)"""
+
+INSERT_LATE = f"""
+INSERT INTO late_sink
+SELECT 'jw.late.v1', 'behind_watermark', reading_id, station_id, `parameter`, `value`, event_time, received_at, device_time,
+       {_epoch_ms('CURRENT_WATERMARK(ts)', whole_seconds=False)}, event_time - {_epoch_ms('CURRENT_WATERMARK(ts)', whole_seconds=False)}
+FROM readings
+WHERE ts <= CURRENT_WATERMARK(ts)"""
 
 # One-minute tumbling means per station and parameter, from valid (status N) readings.
 MINUTE_VIEW = """
@@ -125,17 +158,20 @@ CREATE TEMPORARY VIEW minute_means AS
 SELECT station_id, region, medium, `parameter`, unit,
        window_start AS m_start, window_end AS m_end, window_time AS m_time,
        SUM(`value`) AS vsum, MIN(`value`) AS vmin, MAX(`value`) AS vmax, COUNT(*) AS cnt
-FROM TABLE(TUMBLE(TABLE readings, DESCRIPTOR(ts), INTERVAL '1' MINUTE))
+FROM TABLE(TUMBLE(TABLE on_time, DESCRIPTOR(ts), INTERVAL '1' MINUTE))
 WHERE status = 'N'
 GROUP BY station_id, region, medium, `parameter`, unit, window_start, window_end, window_time"""
 
-# Rolling hour, sliding every minute, cascaded on the minute means (60 panes, not 60 copies of each reading).
+# Rolling hour ending at each minute a station reports: an event-time OVER window on the
+# minute means (one incremental update per minute, instead of merging 60 panes per output).
 ROLLING_VIEW = """
 CREATE TEMPORARY VIEW rolling_means AS
-SELECT station_id, region, medium, `parameter`, unit, window_start, window_end, window_time,
-       SUM(vsum) / SUM(cnt) AS mean, MIN(vmin) AS vmin, MAX(vmax) AS vmax, SUM(cnt) AS cnt, COUNT(*) AS minutes
-FROM TABLE(HOP(TABLE minute_means, DESCRIPTOR(m_time), INTERVAL '1' MINUTE, INTERVAL '60' MINUTE))
-GROUP BY station_id, region, medium, `parameter`, unit, window_start, window_end, window_time"""
+SELECT station_id, region, medium, `parameter`, unit,
+       m_end - INTERVAL '60' MINUTE AS window_start, m_end AS window_end, m_time AS window_time,
+       SUM(vsum) OVER w / SUM(cnt) OVER w AS mean, MIN(vmin) OVER w AS vmin, MAX(vmax) OVER w AS vmax,
+       SUM(cnt) OVER w AS cnt, COUNT(*) OVER w AS minutes
+FROM minute_means
+WINDOW w AS (PARTITION BY station_id, `parameter` ORDER BY m_time RANGE BETWEEN INTERVAL '59' MINUTE PRECEDING AND CURRENT ROW)"""
 
 
 def insert_aggregates(view: str, sink: str, label: str, bounds: tuple[str, str], mean: str, minutes_expr: str, window_minutes: int) -> str:
@@ -188,12 +224,19 @@ FROM (
 WHERE tier <> previous_tier"""
 
 
-def statements(opts: JobOptions, rules: TierRules) -> tuple[list[str], list[str]]:
-    """(DDL and views to execute first, INSERTs to run together as one job)."""
-    ddl = [source_ddl(opts), *sink_ddls(opts), MINUTE_VIEW, ROLLING_VIEW]
-    inserts = [
-        insert_aggregates("minute_means", "aligned_sink", "1m", ("m_start", "m_end"), "vsum / cnt", "CAST(1 AS BIGINT)", 1),
-        insert_aggregates("rolling_means", "rolling_sink", "1h-rolling", ("window_start", "window_end"), "mean", "minutes", 60),
-        insert_alerts(rules),
-    ]
-    return ddl, inserts
+OUTPUTS = ("late", "aligned", "rolling", "alerts")
+
+
+def statements(opts: JobOptions, rules: TierRules, outputs: tuple[str, ...] = OUTPUTS) -> tuple[list[str], list[str]]:
+    """(DDL and views to execute first, INSERTs to run together as one job) for the chosen outputs."""
+    ddl = [source_ddl(opts), *sink_ddls(opts), ON_TIME_VIEW, MINUTE_VIEW, ROLLING_VIEW]
+    inserts = {
+        "late": INSERT_LATE,
+        "aligned": insert_aggregates("minute_means", "aligned_sink", "1m", ("m_start", "m_end"), "vsum / cnt", "CAST(1 AS BIGINT)", 1),
+        "rolling": insert_aggregates("rolling_means", "rolling_sink", "1h-rolling", ("window_start", "window_end"), "mean", "minutes", 60),
+        "alerts": insert_alerts(rules),
+    }
+    unknown = set(outputs) - set(inserts)
+    if unknown or not outputs:
+        raise ValueError(f"outputs must be a non-empty subset of {OUTPUTS}, got {outputs}")
+    return ddl, [inserts[o] for o in OUTPUTS if o in outputs]

@@ -31,7 +31,7 @@ def make_settings(config_file: Path | None, state_dir: Path | None, port_base: i
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--log-level", default="INFO", show_default=True, type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]))
+@click.option("--log-level", default="INFO", show_default=True, type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]), help="Logging verbosity.")
 def main(log_level: str) -> None:
     """jointwatch: cross-region environmental monitoring and early warning.
 

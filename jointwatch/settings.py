@@ -86,7 +86,7 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
     if "JW_PORT_BASE" in os.environ:
         values["port_base"] = os.environ["JW_PORT_BASE"]
     values.update({k: v for k, v in overrides.items() if v is not None})
-    _check_types(values, "environment")
+    _check_types(values, "--port-base/JW_PORT_BASE")
     for key in ("state_dir", "network_file", "routing_file", "deps_dir", "influx_bin"):
         if key in values:
             values[key] = Path(values[key]).expanduser().resolve()

@@ -62,6 +62,30 @@ class Aggregate(TypedDict):
     completeness: float
 
 
+class LateReading(TypedDict):
+    schema: Literal["jw.late.v1"]
+    reason: Literal["behind_watermark"]
+    reading_id: str
+    station_id: str
+    parameter: str
+    value: float
+    event_time: int
+    received_at: int
+    device_time: str
+    watermark: int
+    late_by_ms: int
+
+
+class DeadLetter(TypedDict):
+    schema: Literal["jw.deadletter.v1"]
+    reason: str
+    detail: str
+    mqtt_topic: str
+    received_at: int
+    payload_encoding: Literal["utf-8", "base64"]
+    payload: str
+
+
 class Alert(TypedDict):
     schema: Literal["jw.alert.v1"]
     alert_id: str
@@ -88,9 +112,18 @@ SCHEMA_FILES: dict[str, str] = {
     "device_payload": "device_payload.v1.schema.json",
     "reading": "reading.v1.schema.json",
     "aggregate": "aggregate.v1.schema.json",
+    "late_reading": "late_reading.v1.schema.json",
+    "dead_letter": "dead_letter.v1.schema.json",
     "alert": "alert.v1.schema.json",
 }
-TYPED: dict[str, type] = {"device_payload": DevicePayload, "reading": Reading, "aggregate": Aggregate, "alert": Alert}
+TYPED: dict[str, type] = {
+    "device_payload": DevicePayload,
+    "reading": Reading,
+    "aggregate": Aggregate,
+    "late_reading": LateReading,
+    "dead_letter": DeadLetter,
+    "alert": Alert,
+}
 
 
 @cache

@@ -15,6 +15,7 @@ class Topic:
 
 READINGS_RAW = Topic("jw.readings.raw", key="station_id", partitions=4)
 READINGS_DEAD = Topic("jw.readings.dead", key="topic", partitions=1)
+READINGS_LATE = Topic("jw.readings.late", key="station_id", partitions=1)
 READINGS_ALIGNED = Topic("jw.readings.aligned", key="station_id", partitions=4)
 READINGS_HOURLY = Topic("jw.readings.rolling1h", key="station_id", partitions=4)
 ALERTS = Topic("jw.alerts", key="region", partitions=2)
@@ -23,6 +24,7 @@ ALERTS_UNDELIVERABLE = Topic("jw.alerts.undeliverable", key="region", partitions
 ALL_TOPICS: tuple[Topic, ...] = (
     READINGS_RAW,
     READINGS_DEAD,
+    READINGS_LATE,
     READINGS_ALIGNED,
     READINGS_HOURLY,
     ALERTS,

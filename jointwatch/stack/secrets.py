@@ -18,7 +18,7 @@ from typing import Iterable
 
 import yaml
 
-from schemas.errors import ConfigError
+from schemas.errors import ConfigError, read_yaml
 
 BRIDGE_USER = "jw-bridge"
 ROUTER_USER = "jw-router"
@@ -66,10 +66,9 @@ class Secrets:
 
 
 def load_secrets(path: Path) -> Secrets:
-    try:
-        doc = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(path, "<file>", "does not exist; run `jointwatch stack up` first") from None
+    if not path.exists():
+        raise ConfigError(path, "<file>", "does not exist; run `jointwatch stack up` first")
+    doc = read_yaml(path)
     try:
         return Secrets(dict(doc["mqtt"]), dict(doc["webhook"]), str(doc["influx_user"]), str(doc["influx_password"]))
     except (KeyError, TypeError) as exc:
@@ -87,9 +86,12 @@ def ensure_secrets(path: Path, mqtt_users: Iterable[str], webhook_refs: Iterable
         webhook.setdefault(ref, _random.token_urlsafe(32))
     result = Secrets(mqtt, webhook, current.influx_user, current.influx_password)
     if result != current or not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.touch(mode=0o600)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.touch(mode=0o600)
+        except OSError as exc:
+            raise ConfigError(path.parent, "state_dir", f"cannot be written ({exc.strerror}); pick another --state-dir") from None
         tmp.write_text(yaml.safe_dump({"mqtt": mqtt, "webhook": webhook, "influx_user": result.influx_user, "influx_password": result.influx_password}))
         tmp.replace(path)
     return result

@@ -19,10 +19,9 @@ def read_until(bootstrap: str, topics: list[str], done: Callable[[list[tuple[str
     deadline = time.monotonic() + timeout_s
     try:
         while time.monotonic() < deadline and not done(out):
-            msg = consumer.poll(0.5)
-            if msg is None or msg.error():
-                continue
-            out.append((msg.topic(), json.loads(msg.value())))
+            # Batches, so `done` (which may scan everything read so far) runs per batch, not per message.
+            batch = [m for m in consumer.consume(1000, timeout=0.5) if not m.error()]
+            out.extend((m.topic(), json.loads(m.value())) for m in batch)
     finally:
         consumer.close()
     return out

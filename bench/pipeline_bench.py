@@ -1,0 +1,185 @@
+"""Pipeline benchmark on the real local stack (this machine: 2 cores).
+
+Prints, from one run:
+  1. bridge throughput: readings/s from MQTT publish to Kafka-confirmed (devices -> Mosquitto -> bridge -> Kafka);
+  2. raw Kafka consume rate of the same readings (confluent-kafka, one consumer);
+  3. Flink alignment throughput on that backlog (aligned one-minute outputs/s, with and without job start-up)
+     and its ratio to the raw consume rate;
+  4. alert latency: the simulator paced in event time (--speed), from publishing the reading that completes
+     the first red window to the responder's webhook receiving the alert (p50 over the red alerts).
+Results also go to bench/results/<UTC timestamp>.json. Run with `make bench` (ARGS="--help").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import threading
+import time
+import uuid
+from pathlib import Path
+
+from confluent_kafka import Consumer, TopicPartition
+
+from jointwatch.settings import REPO_ROOT, load_settings
+from schemas.topics import READINGS_ALIGNED, READINGS_RAW, namespaced
+
+
+def _consume_all(bootstrap: str, topic: str, expected: int | None, quiet_s: float, timeout_s: float) -> tuple[int, float, float, float]:
+    """(count, t_start, t_first, t_last) reading a topic from the beginning until `expected` or `quiet_s` of silence."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-{uuid.uuid4().hex}", "auto.offset.reset": "earliest",
+                  "enable.auto.commit": False, "fetch.max.bytes": 52428800, "queued.max.messages.kbytes": 262144})
+    c.subscribe([topic])
+    n, t0 = 0, time.perf_counter()
+    first = last = 0.0
+    deadline = t0 + timeout_s
+    try:
+        while time.perf_counter() < deadline:
+            msgs = c.consume(10000, timeout=0.5)
+            now = time.perf_counter()
+            got = [m for m in msgs if not m.error()]
+            if got:
+                first = first or now
+                last = now
+                n += len(got)
+                if expected is not None and n >= expected:
+                    break
+            elif first and now - last > quiet_s:
+                break
+    finally:
+        c.close()
+    return n, t0, first, last
+
+
+def _high_watermarks(bootstrap: str, topic: str, partitions: int) -> int:
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-offsets"})
+    try:
+        return sum(c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in range(partitions))
+    finally:
+        c.close()
+
+
+def throughput(stack, steps: int) -> dict:
+    from connectors.mqtt_bridge import MqttKafkaBridge
+    from jointwatch.stack.flink import start_embedded_job
+    from simulator.publisher import publish
+    from simulator.scenario import ScenarioConfig
+
+    s = stack.settings.with_(namespace=f"bench{uuid.uuid4().hex[:6]}")
+    from connectors.kafka_io import ensure_topics
+
+    ensure_topics(s.kafka_bootstrap, namespace=s.namespace)
+    net = stack.network
+    per_step = sum(len(st.parameters) for st in net.stations.values())
+    expected = steps * per_step
+    raw = namespaced(READINGS_RAW, s.namespace)
+
+    bridge = MqttKafkaBridge(s, net, stack.secrets, client_id=f"bench-bridge-{s.namespace}")
+    stop = threading.Event()
+    bt = threading.Thread(target=bridge.run, args=(stop,), daemon=True)
+    bt.start()
+    bridge.connected.wait(15)
+    t0 = time.perf_counter()
+    stats = publish(net, ScenarioConfig(seed=7), secrets=stack.secrets, port=s.mqtt_port, steps=steps, rate=1e7, progress=True)
+    while _high_watermarks(s.kafka_bootstrap, raw, READINGS_RAW.partitions) < expected or bridge.pending():
+        time.sleep(0.05)
+    bridge_s = time.perf_counter() - t0
+    stop.set()
+    bt.join(30)
+    del bridge
+
+    n_raw, t_start, _, t_last = _consume_all(s.kafka_bootstrap, raw, expected, 5, 120)
+    raw_rate = n_raw / (t_last - t_start)
+
+    t_job = time.perf_counter()
+    job = start_embedded_job(s, "--startup-mode", "earliest-offset")
+    try:
+        n_out, _, t_first, t_last = _consume_all(s.kafka_bootstrap, namespaced(READINGS_ALIGNED, s.namespace), None, 15, 600)
+    finally:
+        job.stop()
+    return {
+        "messages": stats.published,
+        "readings": expected,
+        "bridge_readings_per_s": expected / bridge_s,
+        "bridge_messages_per_s": stats.published / bridge_s,
+        "raw_consume_readings_per_s": raw_rate,
+        "aligned_outputs": n_out,
+        "flink_readings_per_s_excl_startup": expected / (t_last - t_first) if t_last > t_first else float("nan"),
+        "flink_readings_per_s_incl_startup": expected / (t_last - t_job),
+        "flink_startup_s": t_first - t_job,
+    }
+
+
+def latency(stack, speed: float, steps: int) -> dict:
+    from alerts.channels import responder_keys
+    from alerts.responder import ResponderServer
+    from alerts.routing import load_routing
+    from jointwatch.services import Services
+    from simulator.publisher import publish
+    from simulator.scenario import ScenarioConfig
+
+    s = stack.settings.with_(namespace=f"lat{uuid.uuid4().hex[:6]}")
+    cfg = ScenarioConfig(seed=7)
+    server = ResponderServer({}, port=0).start()
+    routing = load_routing(s.routing_file, stack.network.regions, env={**os.environ, "JW_RESPONDER_PORT": str(server.port)})
+    server.keys = responder_keys(routing, stack.secrets.webhook_key)
+    arrivals: dict[str, float] = {}
+    server.on_alert = lambda item: arrivals.setdefault(item.alert["alert_id"], time.perf_counter())
+    try:
+        with Services(s, stack.secrets, stack.network, routing) as services:
+            time.sleep(20)  # let the job start, so start-up is not counted as alert latency
+            t0 = time.perf_counter()
+            publish(stack.network, cfg, secrets=stack.secrets, port=s.mqtt_port, steps=steps, speed=speed)
+            time.sleep(5)
+            items = server.received.items()
+    finally:
+        server.stop()
+    samples = []
+    for alert_id, arrived in arrivals.items():
+        alert = next(i.alert for i in items if i.alert["alert_id"] == alert_id)
+        if alert["tier"] != "red" or alert["previous_tier"] != "yellow":
+            continue
+        # The reading that completed the window is the last step before window_end; it was due at:
+        last_step = (alert["window_end"] - cfg.start_ms) // (cfg.step_s * 1000) - 1
+        sent = t0 + last_step * cfg.step_s / speed
+        samples.append(arrived - sent)
+    return {
+        "speed": speed,
+        "red_alerts": len(samples),
+        "alert_latency_s_p50": statistics.median(samples) if samples else float("nan"),
+        "alert_latency_s_max": max(samples) if samples else float("nan"),
+        "event_time_wait_s": (30 + cfg.step_s) / speed,  # out-of-orderness + the next reading that moves the watermark
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--steps", type=int, default=600, help="simulated minutes for the throughput run (x 36 stations x ~9.7 parameters)")
+    p.add_argument("--speed", type=float, default=60.0, help="event-time pacing for the latency run (sim s per wall s)")
+    p.add_argument("--latency-steps", type=int, default=110)
+    p.add_argument("--port-base", type=int, default=26000)
+    p.add_argument("--skip-latency", action="store_true")
+    args = p.parse_args()
+
+    from jointwatch.stack.local import LocalStack
+
+    state = REPO_ROOT / ".state" / "bench"
+    shutil.rmtree(state, ignore_errors=True)
+    results: dict = {"machine": f"{os.cpu_count()} cores", "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    with LocalStack(load_settings(state_dir=state, port_base=args.port_base)) as stack:
+        results["throughput"] = throughput(stack, args.steps)
+        t = results["throughput"]
+        t["flink_to_raw_consume_ratio"] = t["flink_readings_per_s_excl_startup"] / t["raw_consume_readings_per_s"]
+        if not args.skip_latency:
+            results["latency"] = latency(stack, args.speed, args.latency_steps)
+    print(json.dumps(results, indent=2))
+    out = REPO_ROOT / "bench" / "results" / f"{results['when'].replace(':', '')}.json"
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"written to {out.relative_to(REPO_ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
