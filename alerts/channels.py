@@ -15,12 +15,12 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import requests
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from alerts.routing import Delivery, Routing
 from alerts.signing import delivery_id, signed_headers
 from connectors.kafka_io import encode_json
+from connectors.mqtt_io import mqtt_client
 from schemas.models import Alert
 
 log = logging.getLogger(__name__)
@@ -52,12 +52,7 @@ class MqttChannel:
         self._connected = threading.Event()
         self._last_connect_error = "not connected yet"
         # A unique client id: two routers must not take each other's session over.
-        self._client = mqtt.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=f"{username}-{uuid.uuid4().hex[:8]}",
-            protocol=MQTTProtocolVersion.MQTTv5,
-        )
-        self._client.username_pw_set(username, password)
+        self._client = mqtt_client(f"{username}-{uuid.uuid4().hex[:8]}", username, password, v5=True)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_publish = self._on_publish

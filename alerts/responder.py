@@ -19,12 +19,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Generic, Self, TypeVar
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from alerts.signing import DEFAULT_TOLERANCE_S, DELIVERY_HEADER, SIGNATURE_HEADER, SignatureError, verify
 from jointwatch.settings import Settings
 from jointwatch.stack.secrets import Secrets, console_user
+from connectors.mqtt_io import mqtt_client
 from schemas.topics import MQTT_ALERTS
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ def describe(name: str, alert: Mapping[str, Any]) -> str:
     role = alert.get("delivery", {}).get("role", "?")
     return (
         f"[{name}] {alert['tier'].upper()} {alert['parameter']} {alert['station_id']} {role} "
-        f"{alert['value']} {alert['unit']} (was {alert['previous_tier']}; origin {alert['origin_region']}) {alert['alert_id']}"
+        f"{alert['value']:.4g} {alert['unit']} (was {alert['previous_tier']}; origin {alert['origin_region']}) {alert['alert_id']}"
     )
 
 
@@ -203,12 +203,7 @@ class ConsoleSubscriber:
         self.messages: Inbox[dict[str, Any]] = Inbox()
         self._subscribed = threading.Event()
         self._error = ""
-        self._client = mqtt.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=f"{username}-{uuid.uuid4().hex[:8]}",
-            protocol=MQTTProtocolVersion.MQTTv5,
-        )
-        self._client.username_pw_set(username, password)
+        self._client = mqtt_client(f"{username}-{uuid.uuid4().hex[:8]}", username, password, v5=True)
         self._client.on_connect = self._on_connect
         self._client.on_subscribe = self._on_subscribe
         self._client.on_message = self._on_message

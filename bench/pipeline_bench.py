@@ -20,9 +20,10 @@ import statistics
 import threading
 import time
 import uuid
-from pathlib import Path
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer
+
+from connectors.kafka_io import ensure_topics, message_counts
 
 from jointwatch.settings import REPO_ROOT, load_settings
 from schemas.topics import READINGS_ALIGNED, READINGS_RAW, namespaced
@@ -54,14 +55,6 @@ def _consume_all(bootstrap: str, topic: str, expected: int | None, quiet_s: floa
     return n, t0, first, last
 
 
-def _high_watermarks(bootstrap: str, topic: str, partitions: int) -> int:
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-offsets"})
-    try:
-        return sum(c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in range(partitions))
-    finally:
-        c.close()
-
-
 def throughput(stack, steps: int) -> dict:
     from connectors.mqtt_bridge import MqttKafkaBridge
     from jointwatch.stack.flink import start_embedded_job
@@ -69,8 +62,6 @@ def throughput(stack, steps: int) -> dict:
     from simulator.scenario import ScenarioConfig
 
     s = stack.settings.with_(namespace=f"bench{uuid.uuid4().hex[:6]}")
-    from connectors.kafka_io import ensure_topics
-
     ensure_topics(s.kafka_bootstrap, namespace=s.namespace)
     net = stack.network
     per_step = sum(len(st.parameters) for st in net.stations.values())
@@ -84,7 +75,7 @@ def throughput(stack, steps: int) -> dict:
     bridge.connected.wait(15)
     t0 = time.perf_counter()
     stats = publish(net, ScenarioConfig(seed=7), secrets=stack.secrets, port=s.mqtt_port, steps=steps, rate=1e7, progress=True)
-    while _high_watermarks(s.kafka_bootstrap, raw, READINGS_RAW.partitions) < expected or bridge.pending():
+    while message_counts(s.kafka_bootstrap, [READINGS_RAW], s.namespace)[READINGS_RAW.name] < expected or bridge.pending():
         time.sleep(0.05)
     bridge_s = time.perf_counter() - t0
     stop.set()
@@ -129,7 +120,7 @@ def latency(stack, speed: float, steps: int) -> dict:
     arrivals: dict[str, float] = {}
     server.on_alert = lambda item: arrivals.setdefault(item.alert["alert_id"], time.perf_counter())
     try:
-        with Services(s, stack.secrets, stack.network, routing) as services:
+        with Services(s, stack.secrets, stack.network, routing):
             time.sleep(20)  # let the job start, so start-up is not counted as alert latency
             t0 = time.perf_counter()
             publish(stack.network, cfg, secrets=stack.secrets, port=s.mqtt_port, steps=steps, speed=speed)

@@ -132,3 +132,15 @@ def where(msg: Message) -> str:
     """Position of a consumed message, for logs and errors."""
     topic, partition, offset = position(msg)
     return f"{topic}[{partition}]@{offset}"
+
+
+def message_counts(bootstrap: str, topics: Iterable[Topic], namespace: str = "", timeout_s: float = 10.0) -> dict[str, int]:
+    """Messages ever written to each topic (end offsets summed over partitions; un-namespaced names)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "jw-message-counts"})
+    try:
+        return {
+            t.name: sum(consumer.get_watermark_offsets(TopicPartition(namespaced(t, namespace), p), timeout=timeout_s)[1] for p in range(t.partitions))
+            for t in topics
+        }
+    finally:
+        consumer.close()

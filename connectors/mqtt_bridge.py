@@ -21,6 +21,7 @@ from confluent_kafka import KafkaError, Message, Producer
 from prometheus_client import Counter, Histogram
 
 from connectors.kafka_io import encode_json, producer_config
+from connectors.mqtt_io import mqtt_client
 from connectors.normalize import Rejected, normalize
 from jointwatch.settings import Settings
 from jointwatch.stack.secrets import BRIDGE_USER, Secrets
@@ -61,10 +62,7 @@ class MqttKafkaBridge:
         self._token = 0
         self.delivery_failed = threading.Event()
         # Persistent session (clean_session=False) + manual ack: unacknowledged QoS 1 messages survive our crash.
-        self.client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False, protocol=mqtt.MQTTv311, manual_ack=True
-        )
-        self.client.username_pw_set(BRIDGE_USER, secrets.mqtt_password(BRIDGE_USER))
+        self.client = mqtt_client(client_id, BRIDGE_USER, secrets.mqtt_password(BRIDGE_USER), clean_session=False, manual_ack=True)
         self.client.max_inflight_messages_set(1000)
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message

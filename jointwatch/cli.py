@@ -114,7 +114,7 @@ def bridge_cmd(config_file, state_dir, port_base, namespace, metrics_port) -> No
         bridge = MqttKafkaBridge(s, load_network(s.network_file), load_secrets(s.secrets_file))
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
-    start_http_server(metrics_port or s.port("bridge_metrics_port"), addr="127.0.0.1")
+    start_http_server(metrics_port or s.port("metrics_port"), addr="127.0.0.1")
     bridge.run(stop_on_signals())
 
 

@@ -3,6 +3,7 @@ simulated station network, printing alerts as each region's responders get them.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import threading
@@ -13,12 +14,14 @@ import click
 
 from jointwatch.settings import REPO_ROOT
 
+TIER_COLOUR = {"red": "red", "yellow": "yellow", "green": "green"}
+
 
 @click.command("demo")
 @click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), default=REPO_ROOT / ".state" / "demo", show_default=True, help="Demo state (wiped at start).")
 @click.option("--port-base", type=int, default=None, help="Loopback port base [env JW_PORT_BASE; default 17000].")
 @click.option("--duration", type=click.FloatRange(min=1), default=None, help="Stop after this many seconds (default: run until Ctrl-C).")
-@click.option("--speed", type=click.FloatRange(min=1), default=120.0, show_default=True, help="Simulated seconds per wall second.")
+@click.option("--speed", type=click.FloatRange(min=1), default=240.0, show_default=True, help="Simulated seconds per wall second.")
 @click.option("--seed", type=int, default=7, show_default=True, help="Simulator seed (same seed => same readings and alerts).")
 def demo(state_dir: Path, port_base: int | None, duration: float | None, speed: float, seed: int) -> None:
     """Start Mosquitto, Kafka, InfluxDB, the Flink job, bridge, router, sink and
@@ -33,39 +36,46 @@ def demo(state_dir: Path, port_base: int | None, duration: float | None, speed: 
     from simulator.publisher import publish
     from simulator.scenario import ScenarioConfig, faulty_stations
 
+    for name in ("alerts", "connectors", "jointwatch"):  # the demo narrates; services log only problems
+        logging.getLogger(name).setLevel(logging.WARNING)
     shutil.rmtree(state_dir, ignore_errors=True)  # the demo owns this directory: same seed => same run
     settings = make_settings(None, state_dir, port_base)
     stop = stop_on_signals()
     started = time.monotonic()
-    click.secho(f"starting the local stack in {state_dir} ...", fg="cyan")
+    lock = threading.Lock()
+
+    def say(line: str, **style) -> None:
+        with lock:
+            click.secho(f"{time.monotonic() - started:6.1f}s  {line}", **style)
+
+    say(f"starting Mosquitto, Kafka and InfluxDB in {state_dir} ...", fg="cyan")
     with LocalStack(settings) as stack:
         net = stack.network
-        lock = threading.Lock()
-
-        def say(line: str, **style) -> None:
-            with lock:
-                click.secho(f"{time.monotonic() - started:7.1f}s  {line}", **style)
-
-        colour = {"red": "red", "yellow": "yellow", "green": "green"}
-        server = ResponderServer({}, port=0)
-        server.start()
-        env = {**os.environ, "JW_RESPONDER_PORT": str(server.port)}
-        routing = load_routing(settings.routing_file, net.regions, env=env)
+        server = ResponderServer({}, port=0).start()
+        routing = load_routing(settings.routing_file, net.regions, env={**os.environ, "JW_RESPONDER_PORT": str(server.port)})
         names = {r.id: r.name for r in routing.responders()}
         server.keys = responder_keys(routing, stack.secrets.webhook_key)
         server.on_alert = lambda item: say(
-            describe(names[item.responder_id], item.alert) + f"  window end {_utc(item.alert['window_end'])}",
-            fg=colour[item.alert["tier"]],
+            f"{describe(names[item.responder_id], item.alert)}\n"
+            f"          why: rolling 1 h mean {item.alert['value']:.3g} > {item.alert['threshold']} ({item.alert['rule_id']} v{item.alert['rule_version']}), "
+            f"window {_utc(item.alert['window_start'])} .. {_utc(item.alert['window_end'])}, completeness {item.alert['completeness']:.2f}"
+            if item.alert["threshold"] is not None
+            else describe(names[item.responder_id], item.alert),
+            fg=TIER_COLOUR[item.alert["tier"]],
         )
         consoles = [
-            ConsoleSubscriber.for_region(settings, stack.secrets, region, on_alert=lambda a, r=region: say(f"  (MQTT {r} console) {a['tier']} {a['station_id']} {a['parameter']}", dim=True)).start()
+            ConsoleSubscriber.for_region(
+                settings, stack.secrets, region,
+                on_alert=lambda a, r=region: say(f"  [{r} console, MQTT] {a['tier']} {a['station_id']} {a['parameter']} ({a['delivery']['role']})", dim=True),
+            ).start()
             for region in net.regions
         ]
         config = ScenarioConfig(seed=seed)
-        say(f"network: {len(net.regions)} regions, {len(net.stations)} stations; faulty device clocks: {faulty_stations(net, config)}")
-        with Services(settings, stack.secrets, net, routing) as services:
-            say("bridge, router and sink running; Flink job starting (~15 s); simulator publishing at "
-                f"{speed:.0f}x (episode from sim minute {config.plume_start_s / 60:.0f})", fg="cyan")
+        say(f"network: {len(net.regions)} regions, {len(net.stations)} stations; device clock faults: {faulty_stations(net, config)}")
+        with Services(settings, stack.secrets, net, routing, metrics=True) as services:
+            say(f"bridge, router, sink up (metrics: http://127.0.0.1:{settings.port('metrics_port')}/metrics); "
+                f"Flink job starting; simulator at {speed:.0f}x, plume and spill from sim minute {config.plume_start_s / 60:.0f}", fg="cyan")
+            _send_bad_input(settings, stack.secrets, net, say)
             sim = threading.Thread(
                 target=publish, args=(net, config),
                 kwargs=dict(secrets=stack.secrets, port=settings.mqtt_port, speed=speed, stop=services.stop),
@@ -81,12 +91,44 @@ def demo(state_dir: Path, port_base: int | None, duration: float | None, speed: 
             say("shutting down ...", fg="cyan")
             services.stop.set()
             sim.join(15)
+            _summary(settings, stack.secrets, len(server.received.items()), say)
         for c in consoles:
             c.stop()
         server.stop()
-        received = server.received.items()
-        say(f"done: {len(received)} webhook deliveries; services errors: {services.errors or 'none'}")
+    if services.errors:
+        raise click.ClickException(f"services failed: {services.errors}")
+
+
+def _send_bad_input(settings, secrets, net, say) -> None:
+    """One device sends garbage and an impossible value: both are dead-lettered, nothing stops."""
+    from connectors.mqtt_io import mqtt_client
+    from schemas.topics import MQTT_UP
+
+    station = sorted(net.stations)[0]
+    client = mqtt_client(f"demo-bad-{station}", station, secrets.mqtt_password(station))
+    client.connect("127.0.0.1", settings.mqtt_port)
+    client.loop_start()
+    topic = MQTT_UP.format(region=net.stations[station].region, station_id=station)
+    for payload in (b"{not json", b'{"station_id": "%s", "ts": "2026-11-22T00:00:00Z", "values": {"pm25": -5}}' % station.encode()):
+        client.publish(topic, payload, qos=1).wait_for_publish(10)
+    client.loop_stop()
+    client.disconnect()
+    say(f"{station} sent a malformed payload and a negative PM2.5: both go to the dead-letter topic with the reason", dim=True)
+
+
+def _summary(settings, secrets, deliveries: int, say) -> None:
+    from influxdb_client import InfluxDBClient
+
+    from connectors.kafka_io import message_counts
+    from schemas.topics import ALERTS, ALERTS_UNDELIVERABLE, READINGS_ALIGNED, READINGS_DEAD, READINGS_HOURLY, READINGS_LATE, READINGS_RAW
+
+    counts = message_counts(settings.kafka_bootstrap, [READINGS_RAW, READINGS_DEAD, READINGS_LATE, READINGS_ALIGNED, READINGS_HOURLY, ALERTS, ALERTS_UNDELIVERABLE])
+    say("Kafka: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    with InfluxDBClient(url=settings.influx_url, token=secrets.influx_token, org="-") as client:
+        flux = f'from(bucket: "{settings.influx_db}/autogen") |> range(start: 0) |> filter(fn: (r) => r._field == "mean" or r._field == "alert_id") |> group(columns: ["_measurement"]) |> count()'
+        stored = {t.records[0].values["_measurement"]: t.records[0].get_value() for t in client.query_api().query(flux) if t.records}
+    say(f"InfluxDB: {stored}; webhook deliveries received: {deliveries}")
 
 
 def _utc(ms: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ms / 1000))
+    return time.strftime("%H:%MZ", time.gmtime(ms / 1000))

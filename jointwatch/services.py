@@ -10,6 +10,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from prometheus_client import start_http_server
+
 from alerts.router import AlertRouter
 from alerts.routing import Routing
 from connectors.influx_sink import InfluxSink
@@ -32,6 +34,7 @@ class Services:
     routing: Routing
     job_args: tuple[str, ...] = ("--startup-mode", "earliest-offset")
     with_job: bool = True
+    metrics: bool = False  # serve Prometheus /metrics on the settings' metrics port
     stop: threading.Event = field(default_factory=threading.Event)
     threads: list[threading.Thread] = field(default_factory=list)
     job: ManagedProcess | None = None
@@ -50,6 +53,9 @@ class Services:
             t = threading.Thread(target=self._guard(name, target), name=f"jw-{name}", daemon=True)
             t.start()
             self.threads.append(t)
+        if self.metrics:
+            self._metrics_server, _ = start_http_server(s.port("metrics_port"), addr="127.0.0.1")
+            log.info("Prometheus metrics on http://127.0.0.1:%d/metrics", s.port("metrics_port"))
         if not self.bridge.connected.wait(15):
             raise RuntimeError("the bridge did not connect to Mosquitto within 15 s")
         return self
@@ -77,6 +83,8 @@ class Services:
         gc.collect()
         if self.job is not None:
             self.job.stop()
+        if self.metrics:
+            self._metrics_server.shutdown()
 
     def __enter__(self) -> "Services":
         return self.start()

@@ -26,9 +26,7 @@ PORT_OFFSETS = {
     "influx_rpc_port": 88,
     "flink_rest_port": 81,
     "flink_rpc_port": 123,
-    "bridge_metrics_port": 900,
-    "router_metrics_port": 901,
-    "sink_metrics_port": 902,
+    "metrics_port": 900,  # Prometheus /metrics of the bridge (or of the demo's all-in-one process)
 }
 
 

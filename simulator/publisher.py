@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import paho.mqtt.client as mqtt
 from tqdm import tqdm
 
+from connectors.mqtt_io import mqtt_client
 from jointwatch.stack.secrets import Secrets
 from schemas.network import Network
 from simulator.scenario import ScenarioConfig, iter_device_steps
@@ -76,8 +77,7 @@ class _Fleet:
                     password = secrets.mqtt_password(sid)
                 except KeyError:
                     raise BrokerError(f"no MQTT password for station {sid!r} in {secrets_hint}: run `jointwatch stack up` to provision device credentials") from None
-                client = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2, client_id=f"jw-sim-{sid}", protocol=mqtt.MQTTv311)
-                client.username_pw_set(sid, password)
+                client = mqtt_client(f"jw-sim-{sid}", sid, password)
                 client.max_inflight_messages_set(MAX_INFLIGHT)
                 done: tuple[threading.Event, list[mqtt.ReasonCode]] = (threading.Event(), [])
                 self._connacks[sid] = done

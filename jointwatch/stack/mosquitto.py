@@ -9,6 +9,7 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
+from connectors.mqtt_io import mqtt_client
 from jointwatch.settings import Settings
 from jointwatch.stack.processes import StackError
 from jointwatch.stack.secrets import BRIDGE_USER, ROUTER_USER, Secrets, console_user
@@ -91,8 +92,7 @@ class Mosquitto:
         return [_which("mosquitto") or "mosquitto", "-c", str(self.dir / "mosquitto.conf")]
 
     def healthy(self) -> bool:
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="jw-stack-health")
-        client.username_pw_set(BRIDGE_USER, self.secrets.mqtt_password(BRIDGE_USER))
+        client = mqtt_client("jw-stack-health", BRIDGE_USER, self.secrets.mqtt_password(BRIDGE_USER))
         try:
             client.connect("127.0.0.1", self.s.mqtt_port, keepalive=5)
             for _ in range(20):  # CONNACK may take a few loop turns

@@ -6,13 +6,13 @@ import threading
 
 import paho.mqtt.client as mqtt
 
+from connectors.mqtt_io import mqtt_client
 from jointwatch.settings import Settings
 
 
 def connect(settings: Settings, user: str, password: str, client_id: str | None = None) -> tuple[mqtt.Client, mqtt.ReasonCode]:
     """Connect and wait for CONNACK; returns the client and the broker's reason code."""
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or f"test-{user}", protocol=mqtt.MQTTv311)
-    client.username_pw_set(user, password)
+    client = mqtt_client(client_id or f"test-{user}", user, password)
     answered = threading.Event()
     result: list[mqtt.ReasonCode] = []
     client.on_connect = lambda c, u, f, rc, p: (result.append(rc), answered.set())

@@ -5,8 +5,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from typing import Any
 
 import pytest
@@ -18,6 +17,7 @@ from connectors.influx_sink import InfluxSink
 from connectors.kafka_io import committed_offsets, encode_json, producer_config
 from jointwatch.settings import Settings
 from schemas.topics import ALERTS, READINGS_ALIGNED, READINGS_HOURLY, Topic, namespaced
+from tests.integration import background
 
 pytestmark = pytest.mark.integration
 
@@ -29,17 +29,8 @@ def settings(stack: Any) -> Settings:
     return stack.isolated()
 
 
-@contextmanager
-def running(sink: InfluxSink) -> Iterator[None]:
-    stop = threading.Event()
-    thread = threading.Thread(target=sink.run, args=(stop,), name="sink-under-test")
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join(30)
-        assert not thread.is_alive(), "sink did not stop"
+def running(sink: InfluxSink) -> AbstractContextManager[threading.Event]:
+    return background.running(sink.run, "sink-under-test")
 
 
 def produce(settings: Settings, topic: Topic, docs: list[Any]) -> None:

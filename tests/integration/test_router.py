@@ -7,7 +7,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from connectors.kafka_io import committed_offsets, encode_json, producer_config
 from jointwatch.settings import Settings
 from jointwatch.stack.secrets import Secrets
 from schemas.topics import ALERTS, ALERTS_UNDELIVERABLE, namespaced
+from tests.integration import background
 from tests.integration.kafka_read import read_until
 
 pytestmark = pytest.mark.integration
@@ -87,17 +88,8 @@ def harness(stack: Any, tmp_path: Path) -> Iterator[Harness]:
                 console.stop()
 
 
-@contextmanager
-def running(router: AlertRouter) -> Iterator[None]:
-    stop = threading.Event()
-    thread = threading.Thread(target=router.run, args=(stop,), name="router-under-test")
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join(30)
-        assert not thread.is_alive(), "router did not stop"
+def running(router: AlertRouter) -> AbstractContextManager[threading.Event]:
+    return background.running(router.run, "router-under-test")
 
 
 def make_alert(**over: Any) -> dict[str, Any]:
