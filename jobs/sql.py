@@ -152,14 +152,14 @@ SELECT 'jw.late.v1', 'behind_watermark', reading_id, station_id, `parameter`, `v
 FROM readings
 WHERE ts <= CURRENT_WATERMARK(ts)"""
 
-# One-minute tumbling means per station and parameter, from valid (status N) readings.
+# One-minute tumbling means per station and parameter, from valid (status N or S) readings.
 MINUTE_VIEW = """
 CREATE TEMPORARY VIEW minute_means AS
 SELECT station_id, region, medium, `parameter`, unit,
        window_start AS m_start, window_end AS m_end, window_time AS m_time,
        SUM(`value`) AS vsum, MIN(`value`) AS vmin, MAX(`value`) AS vmax, COUNT(*) AS cnt
 FROM TABLE(TUMBLE(TABLE on_time, DESCRIPTOR(ts), INTERVAL '1' MINUTE))
-WHERE status = 'N'
+WHERE status IN ('N', 'S')  -- HJ 212: only normal and manually entered values are valid
 GROUP BY station_id, region, medium, `parameter`, unit, window_start, window_end, window_time"""
 
 # Rolling hour ending at each minute a station reports: an event-time OVER window on the
