@@ -3,6 +3,7 @@ simulated station network, printing alerts as each region's responders get them.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -33,6 +34,8 @@ def demo(state_dir: Path, port_base: int | None, duration: float | None, speed: 
     from jointwatch.cli import make_settings, stop_on_signals
     from jointwatch.services import Services
     from jointwatch.stack.local import LocalStack
+    from jointwatch.stack.processes import StackError
+    from schemas.errors import ConfigError
     from simulator.publisher import publish
     from simulator.scenario import ScenarioConfig, faulty_stations
 
@@ -49,7 +52,16 @@ def demo(state_dir: Path, port_base: int | None, duration: float | None, speed: 
             click.secho(f"{time.monotonic() - started:6.1f}s  {line}", **style)
 
     say(f"starting Mosquitto, Kafka and InfluxDB in {state_dir} ...", fg="cyan")
-    with LocalStack(settings) as stack:
+    try:
+        stack = LocalStack(settings)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    with contextlib.ExitStack() as cleanup:
+        cleanup.callback(stack.down)  # also after a partial start
+        try:
+            stack.up(tied=True)
+        except StackError as exc:
+            raise click.ClickException(str(exc)) from None
         net = stack.network
         server = ResponderServer({}, port=0).start()
         routing = load_routing(settings.routing_file, net.regions, env={**os.environ, "JW_RESPONDER_PORT": str(server.port)})

@@ -45,9 +45,6 @@ class Network:
     river: str | None = None
     source: str = field(default="", compare=False)
 
-    def stations_in(self, region: str) -> list[Station]:
-        return [s for s in self.stations.values() if s.region == region]
-
 
 def _require(doc: dict[str, Any], key: str, where: str, file: Path, kind: type | tuple[type, ...]) -> Any:
     if key not in doc:

@@ -18,7 +18,7 @@ from jointwatch.stack.influxdb import InfluxDB
 from jointwatch.stack.kafka import Kafka
 from jointwatch.stack.mosquitto import Mosquitto
 from jointwatch.stack.processes import ManagedProcess, StackError, port_free
-from jointwatch.stack.secrets import ROUTER_USER, SERVICE_USERS, Secrets, console_user, ensure_secrets
+from jointwatch.stack.secrets import SERVICE_USERS, Secrets, console_user, ensure_secrets
 from schemas.network import Network, load_network
 
 log = logging.getLogger("jointwatch.stack")
@@ -116,5 +116,3 @@ class LocalStack:
     def __exit__(self, *exc: object) -> None:
         self.down()
 
-
-__all__ = ["LocalStack", "StackError", "ROUTER_USER"]
