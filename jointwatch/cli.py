@@ -145,11 +145,12 @@ def stop_on_signals() -> threading.Event:
 
 def _register_commands() -> None:
     from alerts.cli import responder, router
+    from alerts.tiers.cli import rules
     from connectors.cli_sink import sink
     from jointwatch.demo import demo
     from simulator.cli import simulate
 
-    for cmd in (simulate, router, sink, responder, demo):
+    for cmd in (simulate, router, sink, responder, demo, rules):
         main.add_command(cmd)
 
 
