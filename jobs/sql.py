@@ -39,7 +39,10 @@ def _kafka_sink(opts: JobOptions, topic: Topic) -> str:
   'key.fields' = {_q(topic.key)},
   'value.format' = 'json',
   'value.fields-include' = 'ALL',
-  'sink.delivery-guarantee' = 'at-least-once'"""
+  'sink.delivery-guarantee' = 'at-least-once',
+  'properties.linger.ms' = '20',
+  'properties.batch.size' = '262144',
+  'properties.compression.type' = 'lz4'"""
 
 
 def source_ddl(opts: JobOptions) -> str:
