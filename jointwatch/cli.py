@@ -145,12 +145,13 @@ def stop_on_signals() -> threading.Event:
 
 def _register_commands() -> None:
     from alerts.cli import responder, router
+    from alerts.standards.cli import aqi_command, water_class_command
     from alerts.tiers.cli import rules
     from connectors.cli_sink import sink
     from jointwatch.demo import demo
     from simulator.cli import simulate
 
-    for cmd in (simulate, router, sink, responder, demo, rules):
+    for cmd in (simulate, router, sink, responder, demo, rules, aqi_command, water_class_command):
         main.add_command(cmd)
 
 
