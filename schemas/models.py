@@ -86,6 +86,33 @@ class DeadLetter(TypedDict):
     payload: str
 
 
+class IndexInput(TypedDict):
+    parameter: str
+    mean: float
+    minutes: int
+    completeness: float
+    valid: bool
+
+
+class Index(TypedDict):
+    schema: Literal["jw.index.v1"]
+    index_id: str
+    station_id: str
+    region: str
+    medium: Literal["air", "water"]
+    index: Literal["aqi_realtime", "water_class"]
+    standard_id: str
+    window_start: int
+    window_end: int
+    value: int | None
+    label: str | None
+    primary: list[str]
+    insufficient_data: bool
+    reason: str | None
+    inputs: list[IndexInput]
+    detail: dict[str, Any] | None
+
+
 class Alert(TypedDict):
     schema: Literal["jw.alert.v1"]
     alert_id: str
@@ -114,6 +141,7 @@ SCHEMA_FILES: dict[str, str] = {
     "aggregate": "aggregate.v1.schema.json",
     "late_reading": "late_reading.v1.schema.json",
     "dead_letter": "dead_letter.v1.schema.json",
+    "index": "index.v1.schema.json",
     "alert": "alert.v1.schema.json",
 }
 TYPED: dict[str, type] = {
@@ -122,6 +150,7 @@ TYPED: dict[str, type] = {
     "aggregate": Aggregate,
     "late_reading": LateReading,
     "dead_letter": DeadLetter,
+    "index": Index,
     "alert": Alert,
 }
 
