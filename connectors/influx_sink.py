@@ -24,8 +24,8 @@ from urllib3.exceptions import HTTPError
 from connectors.kafka_io import DecodeError, consumer_config, decode_json, ensure_topics, position, where
 from jointwatch.settings import Settings
 from jointwatch.stack.secrets import Secrets
-from schemas.models import Aggregate, Alert, validation_errors
-from schemas.topics import ALERTS, READINGS_ALIGNED, READINGS_HOURLY, Topic, namespaced
+from schemas.models import Aggregate, Alert, Index, validation_errors
+from schemas.topics import ALERTS, INDICES, READINGS_ALIGNED, READINGS_HOURLY, Topic, namespaced
 
 log = logging.getLogger(__name__)
 
@@ -81,10 +81,28 @@ def alert_point(alert: Alert) -> Point:
     return point
 
 
+def index_point(index: Index) -> Point:
+    """Measurement 'index' at window_end, one series per station, index and edition; insufficient data has no value field."""
+    point = (
+        Point("index")
+        .tag("station_id", index["station_id"])
+        .tag("region", index["region"])
+        .tag("index", index["index"])
+        .tag("standard_id", index["standard_id"])
+        .field("index_id", index["index_id"])
+        .field("insufficient_data", index["insufficient_data"])
+        .time(index["window_end"], WritePrecision.MS)
+    )
+    if index["value"] is not None:
+        point.field("value", int(index["value"])).field("label", str(index["label"])).field("primary", ",".join(index["primary"]))
+    return point
+
+
 # Topic -> (schema the messages must match, conversion).
 CONVERSIONS: dict[Topic, tuple[str, Callable[[Any], Point]]] = {
     READINGS_ALIGNED: ("aggregate", aggregate_point),
     READINGS_HOURLY: ("aggregate", aggregate_point),
+    INDICES: ("index", index_point),
     ALERTS: ("alert", alert_point),
 }
 

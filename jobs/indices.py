@@ -15,24 +15,41 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 
 from alerts.standards import InsufficientData, china_aqi_realtime, water_class
-from schemas.models import Aggregate, Index, IndexInput
-from schemas.network import Station
+from schemas.models import Index, IndexInput, StationHour
+from schemas.network import Network, Station
 
 AQI_POLLUTANTS = ("pm25", "pm10", "so2", "no2", "co", "o3")  # HJ 633 real-time items, 1-h means
 WATER_PARAMETERS = ("ph", "do", "codmn", "nh3n", "tp")  # GB 3838-2002 items the network measures
+INDEX_PARAMETERS = AQI_POLLUTANTS + WATER_PARAMETERS  # what the job pivots per station and hour
 MIN_MINUTES = 45
 
 
-def _inputs(means: Mapping[str, Aggregate], names: tuple[str, ...], min_minutes: int) -> list[IndexInput]:
+def _inputs(means: Mapping[str, tuple[float, int]], names: tuple[str, ...], min_minutes: int) -> list[IndexInput]:
     return [
-        {"parameter": p, "mean": means[p]["mean"], "minutes": means[p]["minutes"], "completeness": means[p]["completeness"], "valid": means[p]["minutes"] >= min_minutes}
+        {"parameter": p, "mean": means[p][0], "minutes": means[p][1], "completeness": means[p][1] / 60, "valid": means[p][1] >= min_minutes}
         for p in names
         if p in means
     ]
 
 
-def station_index(station: Station, window_start: int, window_end: int, means: Mapping[str, Aggregate], min_minutes: int = MIN_MINUTES) -> Index:
-    """The station's index for one rolling-hour window; `means` maps parameter -> its 1h-rolling aggregate."""
+def hour_means(record: StationHour) -> dict[str, tuple[float, int]]:
+    """parameter -> (mean, minutes) of a jw.station_hour.v1 record, for the parameters with data."""
+    out = {}
+    for p in INDEX_PARAMETERS:
+        mean = record.get(f"{p}_mean")  # type: ignore[misc]
+        if mean is not None:
+            out[p] = (float(mean), int(record[f"{p}_minutes"]))  # type: ignore[literal-required]
+    return out
+
+
+def index_of_station_hour(record: StationHour, network: Network, min_minutes: int = MIN_MINUTES) -> Index:
+    """The index the stream publishes for one station hour; KeyError for a station not in the registry."""
+    station = network.stations[record["station_id"]]
+    return station_index(station, record["window_start"], record["window_end"], hour_means(record), min_minutes)
+
+
+def station_index(station: Station, window_start: int, window_end: int, means: Mapping[str, tuple[float, int]], min_minutes: int = MIN_MINUTES) -> Index:
+    """The station's index for one rolling-hour window; `means` maps parameter -> (1-h mean, minutes with data)."""
     on = datetime.fromtimestamp((window_end - 1) / 1000, timezone.utc).date()  # the hour's own date, not its end's
     names, kind = (AQI_POLLUTANTS, "aqi_realtime") if station.medium == "air" else (WATER_PARAMETERS, "water_class")
     inputs = _inputs(means, names, min_minutes)

@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from jobs.tier_rules import TierRules
-from schemas.topics import ALERTS, READINGS_ALIGNED, READINGS_HOURLY, READINGS_LATE, READINGS_RAW, Topic, namespaced
+from jobs.indices import INDEX_PARAMETERS
+from schemas.topics import ALERTS, READINGS_ALIGNED, READINGS_HOURLY, READINGS_LATE, READINGS_RAW, STATION_HOURS, Topic, namespaced
 
 
 @dataclass(frozen=True)
@@ -131,6 +132,7 @@ def sink_ddls(opts: JobOptions) -> list[str]:
   completeness DOUBLE
 ) WITH ({_kafka_sink(opts, ALERTS)}
 )""",
+        _station_hours_sink(opts, INDEX_PARAMETERS),
     ]
 
 
@@ -175,6 +177,52 @@ SELECT station_id, region, medium, `parameter`, unit,
        SUM(cnt) OVER w AS cnt, COUNT(*) OVER w AS minutes
 FROM minute_means
 WINDOW w AS (PARTITION BY station_id, `parameter` ORDER BY m_time RANGE BETWEEN INTERVAL '59' MINUTE PRECEDING AND CURRENT ROW)"""
+
+
+# The index stage needs a station's parameters side by side for the same hour: pivot the
+# minute means per station (a cascaded window, still append-only), then roll an hour per
+# station. Per parameter the mean and minutes equal those of rolling_means.
+def _station_views(parameters: tuple[str, ...]) -> tuple[str, str]:
+    sums = ",\n       ".join(
+        f"SUM(CASE WHEN `parameter` = {_q(p)} THEN vsum END) AS {p}_sum, SUM(CASE WHEN `parameter` = {_q(p)} THEN cnt END) AS {p}_cnt"
+        for p in parameters
+    )
+    rolled = ",\n       ".join(f"SUM({p}_sum) OVER w / SUM({p}_cnt) OVER w AS {p}_mean, COUNT({p}_cnt) OVER w AS {p}_minutes" for p in parameters)
+    minutes = f"""
+CREATE TEMPORARY VIEW station_minutes AS
+SELECT station_id, region, medium, window_time AS s_time, window_end AS s_end,
+       {sums}
+FROM TABLE(TUMBLE(TABLE minute_means, DESCRIPTOR(m_time), INTERVAL '1' MINUTE))
+GROUP BY station_id, region, medium, window_start, window_end, window_time"""
+    hours = f"""
+CREATE TEMPORARY VIEW station_hours AS
+SELECT station_id, region, medium, s_end - INTERVAL '60' MINUTE AS window_start, s_end AS window_end,
+       {rolled}
+FROM station_minutes
+WINDOW w AS (PARTITION BY station_id ORDER BY s_time RANGE BETWEEN INTERVAL '59' MINUTE PRECEDING AND CURRENT ROW)"""
+    return minutes, hours
+
+
+def _station_hours_sink(opts: JobOptions, parameters: tuple[str, ...]) -> str:
+    cols = ",\n  ".join(f"{p}_mean DOUBLE,\n  {p}_minutes BIGINT" for p in parameters)
+    return f"""CREATE TABLE station_hours_sink (
+  `schema` STRING,
+  station_id STRING,
+  region STRING,
+  medium STRING,
+  window_start BIGINT,
+  window_end BIGINT,
+  {cols}
+) WITH ({_kafka_sink(opts, STATION_HOURS)}
+)"""
+
+
+def _insert_station_hours(parameters: tuple[str, ...]) -> str:
+    cols = ", ".join(f"{p}_mean, {p}_minutes" for p in parameters)
+    return f"""
+INSERT INTO station_hours_sink
+SELECT 'jw.station_hour.v1', station_id, region, medium, {_epoch_ms('window_start')}, {_epoch_ms('window_end')}, {cols}
+FROM station_hours"""
 
 
 def insert_aggregates(view: str, sink: str, label: str, bounds: tuple[str, str], mean: str, minutes_expr: str, window_minutes: int) -> str:
@@ -227,13 +275,14 @@ FROM (
 WHERE tier <> previous_tier"""
 
 
-OUTPUTS = ("late", "aligned", "rolling", "alerts")
+OUTPUTS = ("late", "aligned", "rolling", "station_hours", "alerts")
 
 
 def statements(opts: JobOptions, rules: TierRules, outputs: tuple[str, ...] = OUTPUTS) -> tuple[list[str], list[str]]:
     """(DDL and views to execute first, INSERTs to run together as one job) for the chosen outputs."""
-    ddl = [source_ddl(opts), *sink_ddls(opts), ON_TIME_VIEW, MINUTE_VIEW, ROLLING_VIEW]
+    ddl = [source_ddl(opts), *sink_ddls(opts), ON_TIME_VIEW, MINUTE_VIEW, ROLLING_VIEW, *_station_views(INDEX_PARAMETERS)]
     inserts = {
+        "station_hours": _insert_station_hours(INDEX_PARAMETERS),
         "late": INSERT_LATE,
         "aligned": insert_aggregates("minute_means", "aligned_sink", "1m", ("m_start", "m_end"), "vsum / cnt", "CAST(1 AS BIGINT)", 1),
         "rolling": insert_aggregates("rolling_means", "rolling_sink", "1h-rolling", ("window_start", "window_end"), "mean", "minutes", 60),

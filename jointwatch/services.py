@@ -1,5 +1,5 @@
-"""The pipeline's long-running services in one process: bridge, router and sink
-threads, plus the Flink job as a child process. Used by the demo, the
+"""The pipeline's long-running services in one process: bridge, index stage,
+router and sink threads, plus the Flink job as a child process. Used by the demo, the
 end-to-end tests and the benchmark, so all three exercise the same wiring."""
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from alerts.routing import Routing
 from connectors.influx_sink import InfluxSink
 from connectors.kafka_io import ensure_topics
 from connectors.mqtt_bridge import MqttKafkaBridge
+from jobs.index_stage import IndexStage
 from jointwatch.settings import Settings
 from jointwatch.stack.flink import start_embedded_job
 from jointwatch.stack.processes import ManagedProcess
@@ -49,7 +50,9 @@ class Services:
         self.bridge = MqttKafkaBridge(s, self.network, self.secrets, client_id=f"jw-bridge-{s.namespace or 'main'}")
         self.router = AlertRouter.create(s, self.secrets, self.routing, group_id=f"jw-alert-router-{s.namespace or 'main'}")
         self.sink = InfluxSink.create(s, self.secrets, group_id=f"jw-influx-sink-{s.namespace or 'main'}")
-        for name, target in (("bridge", self.bridge.run), ("router", self.router.run), ("sink", self.sink.run)):
+        self.indexer = IndexStage(s, self.network, group_id=f"jw-index-stage-{s.namespace or 'main'}")
+        stages = (("bridge", self.bridge.run), ("indices", self.indexer.run), ("router", self.router.run), ("sink", self.sink.run))
+        for name, target in stages:
             t = threading.Thread(target=self._guard(name, target), name=f"jw-{name}", daemon=True)
             t.start()
             self.threads.append(t)
@@ -79,7 +82,7 @@ class Services:
         for t in self.threads:
             t.join(30)
         # Drop the Kafka clients now: librdkafka threads live as long as their objects do.
-        self.bridge = self.router = self.sink = None  # type: ignore[assignment]
+        self.bridge = self.indexer = self.router = self.sink = None  # type: ignore[assignment]
         gc.collect()
         if self.job is not None:
             self.job.stop()

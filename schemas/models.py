@@ -86,6 +86,17 @@ class DeadLetter(TypedDict):
     payload: str
 
 
+class StationHour(TypedDict):
+    """Fixed fields; plus <parameter>_mean (float | None) and <parameter>_minutes (int) per index parameter."""
+
+    schema: Literal["jw.station_hour.v1"]
+    station_id: str
+    region: str
+    medium: Literal["air", "water"]
+    window_start: int
+    window_end: int
+
+
 class IndexInput(TypedDict):
     parameter: str
     mean: float
@@ -142,6 +153,7 @@ SCHEMA_FILES: dict[str, str] = {
     "late_reading": "late_reading.v1.schema.json",
     "dead_letter": "dead_letter.v1.schema.json",
     "index": "index.v1.schema.json",
+    "station_hour": "station_hour.v1.schema.json",
     "alert": "alert.v1.schema.json",
 }
 TYPED: dict[str, type] = {
@@ -151,6 +163,7 @@ TYPED: dict[str, type] = {
     "late_reading": LateReading,
     "dead_letter": DeadLetter,
     "index": Index,
+    "station_hour": StationHour,
     "alert": Alert,
 }
 

@@ -18,6 +18,8 @@ READINGS_DEAD = Topic("jw.readings.dead", key="topic", partitions=1)
 READINGS_LATE = Topic("jw.readings.late", key="station_id", partitions=1)
 READINGS_ALIGNED = Topic("jw.readings.aligned", key="station_id", partitions=4)
 READINGS_HOURLY = Topic("jw.readings.rolling1h", key="station_id", partitions=4)
+STATION_HOURS = Topic("jw.readings.station1h", key="station_id", partitions=2)
+INDICES = Topic("jw.indices", key="station_id", partitions=2)
 ALERTS = Topic("jw.alerts", key="region", partitions=2)
 ALERTS_UNDELIVERABLE = Topic("jw.alerts.undeliverable", key="region", partitions=1)
 
@@ -27,6 +29,8 @@ ALL_TOPICS: tuple[Topic, ...] = (
     READINGS_LATE,
     READINGS_ALIGNED,
     READINGS_HOURLY,
+    STATION_HOURS,
+    INDICES,
     ALERTS,
     ALERTS_UNDELIVERABLE,
 )

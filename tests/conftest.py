@@ -5,6 +5,7 @@ cannot start, the tests fail with the reason (they never skip)."""
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ import pytest
 
 from jointwatch.settings import Settings, load_settings
 from jointwatch.stack.local import LocalStack
+from jointwatch.stack.processes import StackError
 from jointwatch.stack.secrets import Secrets
 from schemas.network import Network
 
@@ -35,11 +37,23 @@ class RunningStack:
         return s
 
 
+def _up(local: LocalStack, attempts: int = 10) -> None:
+    # A previous run's brokers may still be releasing the test ports; wait for them, then fail loudly.
+    for attempt in range(attempts):
+        try:
+            local.up(tied=True)
+            return
+        except StackError as exc:
+            if "is taken" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(3)
+
+
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     settings = load_settings(state_dir=tmp_path_factory.mktemp("stack"), port_base=TEST_PORT_BASE)
     local = LocalStack(settings)
-    local.up(tied=True)
+    _up(local)
     try:
         yield RunningStack(settings, local.secrets, local.network, local)
     finally:

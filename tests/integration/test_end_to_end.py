@@ -20,13 +20,14 @@ from alerts.channels import responder_keys
 from alerts.responder import ConsoleSubscriber, ResponderServer
 from alerts.routing import load_routing
 from connectors.normalize import normalize
+from jobs.indices import AQI_POLLUTANTS, WATER_PARAMETERS, station_index
 from jobs.tier_rules import load_tier_rules
 from jointwatch.services import Services
 from jointwatch.settings import REPO_ROOT
 from jointwatch.stack.flink import FlinkCluster
 from simulator.publisher import publish
 from schemas.models import validation_errors
-from schemas.topics import READINGS_ALIGNED, READINGS_LATE, namespaced
+from schemas.topics import INDICES, READINGS_ALIGNED, READINGS_LATE, namespaced
 from simulator.scenario import ScenarioConfig, device_messages, faulty_stations
 from tests.integration.kafka_read import read_until
 
@@ -48,6 +49,26 @@ def reference_window_mean(network, station: str, parameter: str, start_ms: int, 
         if start_ms <= ms < end_ms and parameter in doc["values"]:
             values.append(doc["values"][parameter])
     return float(np.mean(values)), len(values)
+
+
+def assert_index_matches_reference(s, net, alert) -> None:
+    def mine(messages) -> list:
+        return [d for _, d in messages if d["station_id"] == alert["station_id"] and d["window_end"] == alert["window_end"]]
+
+    found = mine(read_until(s.kafka_bootstrap, [namespaced(INDICES, s.namespace)], lambda m: bool(mine(m)), timeout_s=60))
+    assert len(found) == 1, found
+    index = found[0]
+    station = net.stations[alert["station_id"]]
+    kind, standard, items = ("aqi_realtime", "HJ 633", AQI_POLLUTANTS) if station.medium == "air" else ("water_class", "GB 3838", WATER_PARAMETERS)
+    assert validation_errors("index", index) == [] and index["index"] == kind and index["standard_id"].startswith(standard)
+    used = next(i for i in index["inputs"] if i["parameter"] == alert["parameter"])
+    assert used["mean"] == pytest.approx(alert["value"], rel=1e-9) and used["minutes"] == alert["window_minutes"]
+    # A red hour is at least "lightly polluted" (AQI > 100), or class V or worse for water.
+    assert index["value"] > 100 if kind == "aqi_realtime" else index["value"] >= 5
+    if station.id not in faulty_stations(net, CONFIG):
+        means = {p: reference_window_mean(net, station.id, p, alert["window_start"], alert["window_end"]) for p in items if p in station.parameters}
+        expected = station_index(station, alert["window_start"], alert["window_end"], means)
+        assert (index["value"], index["primary"]) == (expected["value"], expected["primary"])
 
 
 def assert_every_reading_accounted_for(s, net) -> None:
@@ -138,6 +159,9 @@ def test_episode_alert_reaches_lead_region_and_influxdb(stack, engine: str) -> N
                     services.stop.wait(1)
                 assert rows, "alert not found in InfluxDB"
                 assert rows[0].values["station_id"] == alert["station_id"] and rows[0].values["tier"] == "red"
+            # The index stage published the station's real-time AQI for the alert's hour, from the same means.
+            assert_index_matches_reference(s, net, alert)
+
             # Nothing is dropped: every reading of every window the watermark has closed is
             # either counted in a one-minute aggregate or kept on the late topic.
             assert_every_reading_accounted_for(s, net)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 
-from jobs.indices import station_index
-from schemas.models import Aggregate, validation_errors
-from schemas.network import Station
+from jobs.indices import INDEX_PARAMETERS, index_of_station_hour, station_index
+from schemas.models import validation_errors
+from schemas.network import Network, Station
 
 AIR = Station("n-a01", "north", "air", 49.4, 17.4, "Europe/Prague", ("pm25", "pm10", "so2", "no2", "co", "o3", "temp"))
 WATER = Station("c-w01", "central", "water", 49.3, 17.4, "Europe/Prague", ("ph", "do", "codmn", "nh3n", "tp"), river_km=24.0)
@@ -17,15 +17,11 @@ def ms(*args: int) -> int:
     return int(datetime(*args, tzinfo=timezone.utc).timestamp() * 1000)
 
 
-def agg(station: Station, parameter: str, mean: float, minutes: int = 60) -> Aggregate:
-    return {
-        "schema": "jw.aggregate.v1", "station_id": station.id, "region": station.region, "medium": station.medium,
-        "parameter": parameter, "unit": "x", "window": "1h-rolling", "window_start": 0, "window_end": 0,
-        "mean": mean, "min": mean, "max": mean, "count": minutes, "minutes": minutes, "completeness": minutes / 60,
-    }
+def agg(station: Station, parameter: str, mean: float, minutes: int = 60) -> tuple[float, int]:
+    return (mean, minutes)
 
 
-def air_means(pm25: float, minutes: int = 60) -> dict[str, Aggregate]:
+def air_means(pm25: float, minutes: int = 60) -> dict[str, tuple[float, int]]:
     low = {"pm10": 40.0, "so2": 10.0, "no2": 30.0, "co": 0.5, "o3": 50.0, "temp": 5.0}
     return {"pm25": agg(AIR, "pm25", pm25, minutes)} | {p: agg(AIR, p, v) for p, v in low.items()}
 
@@ -70,3 +66,15 @@ def test_index_ids_are_deterministic_per_station_window_and_edition() -> None:
     a = station_index(AIR, END - 3_600_000, END, air_means(80.0))
     assert a == station_index(AIR, END - 3_600_000, END, air_means(80.0))
     assert a["index_id"] != station_index(AIR, END - 3_540_000, END + 60_000, air_means(80.0))["index_id"]
+
+
+def test_a_station_hour_record_maps_to_the_same_index() -> None:
+    record = {"schema": "jw.station_hour.v1", "station_id": AIR.id, "region": AIR.region, "medium": "air", "window_start": END - 3_600_000, "window_end": END}
+    for p in INDEX_PARAMETERS:
+        record[f"{p}_mean"], record[f"{p}_minutes"] = None, 0
+    for p, (mean, minutes) in air_means(80.0).items():
+        if p in INDEX_PARAMETERS:
+            record[f"{p}_mean"], record[f"{p}_minutes"] = mean, minutes
+    assert validation_errors("station_hour", record) == []
+    net = Network({}, {AIR.id: AIR})
+    assert index_of_station_hour(record, net) == station_index(AIR, END - 3_600_000, END, air_means(80.0))

@@ -27,7 +27,7 @@ from jobs.sql import (
     tier_case,
 )
 from jobs.tier_rules import Thresholds, TierRules, load_tier_rules, tier_of
-from schemas.topics import ALERTS, READINGS_ALIGNED, READINGS_HOURLY, READINGS_LATE, READINGS_RAW, Topic
+from schemas.topics import ALERTS, READINGS_ALIGNED, READINGS_HOURLY, READINGS_LATE, READINGS_RAW, STATION_HOURS, Topic
 from jointwatch.settings import REPO_ROOT
 
 RULES = load_tier_rules(REPO_ROOT / "config" / "tiers.yaml")
@@ -60,7 +60,10 @@ def test_ddl_uses_namespaced_topics(namespace: str) -> None:
     prefix = f"{namespace}." if namespace else ""
     assert with_option(source_ddl(opts), "topic") == prefix + READINGS_RAW.name
     sinks = sink_ddls(opts)
-    expected: dict[str, Topic] = {"late_sink": READINGS_LATE, "aligned_sink": READINGS_ALIGNED, "rolling_sink": READINGS_HOURLY, "alerts_sink": ALERTS}
+    expected: dict[str, Topic] = {
+        "late_sink": READINGS_LATE, "aligned_sink": READINGS_ALIGNED, "rolling_sink": READINGS_HOURLY,
+        "alerts_sink": ALERTS, "station_hours_sink": STATION_HOURS,
+    }
     for table, topic in expected.items():
         ddl = table_ddl(sinks, table)
         assert with_option(ddl, "topic") == prefix + topic.name
@@ -71,7 +74,7 @@ def test_ddl_uses_namespaced_topics(namespace: str) -> None:
     if namespace:  # nothing may still point at a production topic
         every = "\n".join([source_ddl(opts), *sinks])
         produced = re.findall(rf"'topic'\s*=\s*{SQL_STRING}", every)
-        assert len(produced) == 5 and all(unquote(t).startswith(prefix) for t in produced), produced
+        assert len(produced) == 6 and all(unquote(t).startswith(prefix) for t in produced), produced
 
 
 def test_source_options_come_from_job_options() -> None:
@@ -310,9 +313,12 @@ def test_alerts_emit_only_tier_changes_in_event_time_order_per_station_and_param
 def test_statements_create_every_table_before_the_inserts_that_use_them() -> None:
     ddl, inserts = statements(JobOptions(bootstrap="b:1", namespace="x"), RULES)
     created = [m.group(1) for d in ddl for m in [re.search(r"CREATE (?:TEMPORARY VIEW|TABLE) (\w+)", d)] if m]
-    assert created == ["readings", "late_sink", "aligned_sink", "rolling_sink", "alerts_sink", "on_time", "minute_means", "rolling_means"]
+    assert created == [
+        "readings", "late_sink", "aligned_sink", "rolling_sink", "alerts_sink", "station_hours_sink",
+        "on_time", "minute_means", "rolling_means", "station_minutes", "station_hours",
+    ]
     targets = [re.match(r"\s*INSERT INTO (\w+)", i).group(1) for i in inserts]
-    assert sorted(targets) == sorted(["late_sink", "aligned_sink", "rolling_sink", "alerts_sink"])
+    assert sorted(targets) == sorted(["late_sink", "aligned_sink", "rolling_sink", "station_hours_sink", "alerts_sink"])
 
 
 def test_late_readings_are_split_off_with_the_complementary_predicate() -> None:
