@@ -74,3 +74,19 @@ def test_to_point_routes_by_topic_and_validates() -> None:
         to_point(ALERTS, make_aggregate())
     with pytest.raises(ValueError, match="mean"):
         to_point(READINGS_HOURLY, {**make_aggregate(), "mean": "high"})
+
+
+def test_index_point_has_a_value_only_when_there_is_one() -> None:
+    from datetime import datetime, timezone
+
+    from connectors.influx_sink import index_point
+    from jobs.indices import station_index
+    from schemas.network import Station
+
+    station = Station("n-a01", "north", "air", 49.4, 17.4, "Europe/Prague", ("pm25",))
+    end = int(datetime(2026, 11, 22, 10, tzinfo=timezone.utc).timestamp() * 1000)
+    full = index_point(station_index(station, end - 3_600_000, end, {"pm25": (80.0, 60)})).to_line_protocol()
+    assert full.startswith("index,index=aqi_realtime,region=north,standard_id=HJ\\ 633-2026,station_id=n-a01 ")
+    assert "value=119i" in full and 'label="Lightly polluted"' in full and full.endswith(f" {end}")  # millisecond precision
+    empty = index_point(station_index(station, end - 3_600_000, end, {"pm25": (80.0, 10)})).to_line_protocol()
+    assert "insufficient_data=true" in empty and "value=" not in empty
