@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -17,6 +18,10 @@ class DecodeError(ValueError):
     """A Kafka message value is not the JSON document it should be."""
 
 
+# librdkafka's own messages (connection failures, retries) go through logging like everything else.
+KAFKA_LOG = logging.getLogger("jointwatch.kafka")
+
+
 def producer_config(bootstrap: str, **extra: Any) -> dict[str, Any]:
     """Idempotent producer: retries never duplicate or reorder within a partition."""
     return {
@@ -24,6 +29,7 @@ def producer_config(bootstrap: str, **extra: Any) -> dict[str, Any]:
         "enable.idempotence": True,
         "acks": "all",
         "linger.ms": 5,
+        "logger": KAFKA_LOG,
         **extra,
     }
 
@@ -35,6 +41,7 @@ def consumer_config(bootstrap: str, group_id: str, **extra: Any) -> dict[str, An
         "group.id": group_id,
         "enable.auto.commit": False,
         "auto.offset.reset": "earliest",
+        "logger": KAFKA_LOG,
         **extra,
     }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import threading
 import uuid
@@ -100,6 +101,8 @@ def test_unconfirmed_messages_are_redelivered_after_a_crash(stack) -> None:
     assert broken.pending() == 5
     stop.set()
     thread.join(20)
+    del broken, thread  # its producer (and its retries against the dead address) go with it
+    gc.collect()
 
     successor, stop2, thread2 = start_bridge(s, stack.network, stack.secrets, client_id)
     try:
