@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-import signal
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,51 +13,36 @@ from alerts.channels import responder_keys
 from alerts.responder import ConsoleSubscriber, Received, ResponderServer, describe
 from alerts.router import DEFAULT_GROUP_ID, AlertRouter, RetryPolicy
 from alerts.routing import Routing, load_routing
-from jointwatch.settings import Settings, load_settings
+from jointwatch.cli_options import make_settings, namespace_option, stack_options, stop_on_signals
+from jointwatch.settings import Settings
 from jointwatch.stack.secrets import Secrets, load_secrets
 from schemas.network import load_network
 
 DEFAULT_RESPONDER_PORT = 17095  # the default of ${JW_RESPONDER_PORT:-17095} in config/routing.yaml
 
-state_dir_option = click.option(
-    "--state-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-    help="State directory of the local stack (secrets.yaml lives there). Default: JW_STATE_DIR or .state/",
-)
-port_base_option = click.option(
-    "--port-base", type=int, default=None, help="Port base of the local stack. Default: JW_PORT_BASE or 17000.",
-)
 routing_option = click.option(
     "--routing", "routing_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
     help="Routing table. Default: config/routing.yaml.",
 )
 
 
-def _load(state_dir: Path | None, port_base: int | None, routing_file: Path | None) -> tuple[Settings, Secrets, Routing]:
-    settings = load_settings(state_dir=state_dir, port_base=port_base, routing_file=routing_file)
+def _load(config_file: Path | None, state_dir: Path | None, port_base: int | None, routing_file: Path | None) -> tuple[Settings, Secrets, Routing]:
+    settings = make_settings(config_file, state_dir, port_base, routing_file=routing_file)
     network = load_network(settings.network_file)
     return settings, load_secrets(settings.secrets_file), load_routing(settings.routing_file, network.regions)
 
 
-def _stop_on_signals() -> threading.Event:
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    return stop
-
-
 @click.command("router")
-@state_dir_option
-@port_base_option
+@stack_options
 @routing_option
-@click.option("--namespace", default=None, help="Kafka topic namespace (replays, tests). Default: none (production topics).")
+@namespace_option
 @click.option("--group-id", default=DEFAULT_GROUP_ID, show_default=True, help="Kafka consumer group.")
 @click.option("--max-attempts", default=RetryPolicy.max_attempts, show_default=True, help="Attempts per delivery before dead-lettering.")
 @click.option("--max-retry-seconds", default=RetryPolicy.max_total_s, show_default=True, help="Time budget per delivery, retries included.")
 @click.option("--metrics-port", type=int, default=None, help="Serve Prometheus metrics on 127.0.0.1:PORT.")
-@click.option("--log-level", default="INFO", show_default=True, type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]), help="Logging verbosity.")
 def router(
-    state_dir: Path | None, port_base: int | None, routing_file: Path | None, namespace: str | None, group_id: str,
-    max_attempts: int, max_retry_seconds: float, metrics_port: int | None, log_level: str,
+    config_file: Path | None, state_dir: Path | None, port_base: int | None, routing_file: Path | None, namespace: str | None,
+    group_id: str, max_attempts: int, max_retry_seconds: float, metrics_port: int | None,
 ) -> None:
     """Route alerts from Kafka jw.alerts to each region's MQTT feed and webhook responders.
 
@@ -68,29 +50,26 @@ def router(
     alert's offset is committed only once every delivery was acknowledged or,
     after its retries, written to jw.alerts.undeliverable with the reason.
     """
-    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings, secrets, routing = _load(state_dir, port_base, routing_file)
+    settings, secrets, routing = _load(config_file, state_dir, port_base, routing_file)
     if namespace:
         settings = settings.with_(namespace=namespace)
     if metrics_port is not None:
         start_http_server(metrics_port, addr="127.0.0.1")
     retry = RetryPolicy(max_attempts=max_attempts, max_total_s=max_retry_seconds)
-    AlertRouter.create(settings, secrets, routing, group_id=group_id, retry=retry).run(_stop_on_signals())
+    AlertRouter.create(settings, secrets, routing, group_id=group_id, retry=retry).run(stop_on_signals())
 
 
 @click.command("responder")
-@state_dir_option
-@port_base_option
+@stack_options
 @routing_option
 @click.option(
     "--port", type=int, envvar="JW_RESPONDER_PORT", default=DEFAULT_RESPONDER_PORT, show_default=True,
     help="Port on 127.0.0.1 (env JW_RESPONDER_PORT, which also fills the webhook URLs of config/routing.yaml).",
 )
 @click.option("--console/--no-console", default=False, help="Also print every region's MQTT alert feed, read as that region's console user.")
-def responder(state_dir: Path | None, port_base: int | None, routing_file: Path | None, port: int, console: bool) -> None:
+def responder(config_file: Path | None, state_dir: Path | None, port_base: int | None, routing_file: Path | None, port: int, console: bool) -> None:
     """Run the demo responders: verify signed webhooks and print each alert for its desk."""
-    logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings, secrets, routing = _load(state_dir, port_base, routing_file)
+    settings, secrets, routing = _load(config_file, state_dir, port_base, routing_file)
     names = {r.id: r.name for r in routing.responders()}
 
     def show(item: Received) -> None:
@@ -102,7 +81,7 @@ def responder(state_dir: Path | None, port_base: int | None, routing_file: Path 
     consoles = [
         ConsoleSubscriber.for_region(settings, secrets, region, on_alert=console_printer(region)) for region in routing.regions
     ] if console else []
-    stop = _stop_on_signals()
+    stop = stop_on_signals()
     with ResponderServer(responder_keys(routing, secrets.webhook_key), port=port, on_alert=show) as server:
         for sub in consoles:
             sub.start()

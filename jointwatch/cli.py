@@ -4,30 +4,13 @@ from __future__ import annotations
 
 import logging
 import sys
-import threading
-from pathlib import Path
 
 import click
 
-from jointwatch.settings import Settings, load_settings
+from jointwatch.cli_options import make_settings, namespace_option, stack_options, stop_on_signals
 from schemas.errors import ConfigError
 
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
-
-
-def settings_options(fn):
-    """--config/--state-dir/--port-base, shared by every command that talks to the stack."""
-    fn = click.option("--port-base", type=int, default=None, help="Loopback port base of the stack [env JW_PORT_BASE; default 17000].")(fn)
-    fn = click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), default=None, help="State directory [env JW_STATE_DIR; default .state/].")(fn)
-    fn = click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Settings YAML (keys of jointwatch.settings.Settings).")(fn)
-    return fn
-
-
-def make_settings(config_file: Path | None, state_dir: Path | None, port_base: int | None, **extra) -> Settings:
-    try:
-        return load_settings(config_file, state_dir=state_dir, port_base=port_base, **extra)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -57,7 +40,7 @@ def _stack(config_file, state_dir, port_base):
 
 
 @stack.command("up")
-@settings_options
+@stack_options
 def stack_up(config_file, state_dir, port_base) -> None:
     """Start every service not yet running; return once all are healthy."""
     from jointwatch.stack.processes import StackError
@@ -71,7 +54,7 @@ def stack_up(config_file, state_dir, port_base) -> None:
 
 
 @stack.command("down")
-@settings_options
+@stack_options
 def stack_down(config_file, state_dir, port_base) -> None:
     """Stop every service of this state directory (no orphans left)."""
     stopped = _stack(config_file, state_dir, port_base).down()
@@ -79,7 +62,7 @@ def stack_down(config_file, state_dir, port_base) -> None:
 
 
 @stack.command("status")
-@settings_options
+@stack_options
 def stack_status(config_file, state_dir, port_base) -> None:
     """Show each service's pid, health and ports; exit 1 unless all are healthy."""
     st = _stack(config_file, state_dir, port_base)
@@ -98,8 +81,8 @@ def _print_status(st) -> bool:
 
 
 @main.command("bridge")
-@settings_options
-@click.option("--namespace", default=None, help="Kafka topic namespace (replays, tests).")
+@stack_options
+@namespace_option
 @click.option("--metrics-port", type=int, default=None, help="Serve Prometheus metrics on 127.0.0.1:PORT [default: port base + 900].")
 def bridge_cmd(config_file, state_dir, port_base, namespace, metrics_port) -> None:
     """Run the MQTT -> Kafka bridge until Ctrl-C."""
@@ -118,13 +101,34 @@ def bridge_cmd(config_file, state_dir, port_base, namespace, metrics_port) -> No
     bridge.run(stop_on_signals())
 
 
+@main.command("indices")
+@stack_options
+@namespace_option
+@click.option("--metrics-port", type=int, default=None, help="Serve Prometheus metrics on 127.0.0.1:PORT.")
+def indices_cmd(config_file, state_dir, port_base, namespace, metrics_port) -> None:
+    """Run the index stage until Ctrl-C: station hours from the job -> real-time AQI / water class on jw.indices."""
+    from prometheus_client import start_http_server
+
+    from jobs.index_stage import IndexStage
+    from schemas.network import load_network
+
+    s = make_settings(config_file, state_dir, port_base, namespace=namespace)
+    try:
+        stage = IndexStage(s, load_network(s.network_file))
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    if metrics_port is not None:
+        start_http_server(metrics_port, addr="127.0.0.1")
+    stage.run(stop_on_signals())
+
+
 @main.group()
 def job() -> None:
     """The Flink alignment + alert job."""
 
 
 @job.command("run", context_settings={"ignore_unknown_options": True})
-@settings_options
+@stack_options
 @click.argument("job_args", nargs=-1, type=click.UNPROCESSED)
 def job_run(config_file, state_dir, port_base, job_args) -> None:
     """Run the job on an embedded Flink MiniCluster (extra args go to jobs.pipeline; see `python -m jobs.pipeline -h`)."""
@@ -132,15 +136,6 @@ def job_run(config_file, state_dir, port_base, job_args) -> None:
 
     s = make_settings(config_file, state_dir, port_base)
     job_main(["--bootstrap", s.kafka_bootstrap, "--namespace", s.namespace, "--checkpoint-dir", str(s.state_dir / "checkpoints"), *job_args])
-
-
-def stop_on_signals() -> threading.Event:
-    import signal
-
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    return stop
 
 
 def _register_commands() -> None:

@@ -31,7 +31,7 @@ def demo(state_dir: Path, port_base: int | None, duration: float | None, speed: 
     from alerts.channels import responder_keys
     from alerts.responder import ConsoleSubscriber, ResponderServer, describe
     from alerts.routing import load_routing
-    from jointwatch.cli import make_settings, stop_on_signals
+    from jointwatch.cli_options import make_settings, stop_on_signals
     from jointwatch.services import Services
     from jointwatch.stack.local import LocalStack
     from jointwatch.stack.processes import StackError

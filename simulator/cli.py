@@ -12,6 +12,7 @@ from types import FrameType
 
 import click
 
+from jointwatch.cli_options import stack_options
 from jointwatch.settings import load_settings
 from jointwatch.stack.secrets import load_secrets
 from schemas.errors import ConfigError
@@ -34,9 +35,7 @@ def _start_ms(value: str) -> int:
 
 
 @click.command("simulate")
-@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), help="Settings YAML (see jointwatch/settings.py).")
-@click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), help="State directory of the local stack (holds secrets.yaml). [env JW_STATE_DIR]")
-@click.option("--port-base", type=int, help="Port base of the local stack; MQTT listens on base+883. [env JW_PORT_BASE]")
+@stack_options
 @click.option("--host", default="127.0.0.1", show_default=True, help="MQTT broker host.")
 @click.option("--network", "network_file", type=click.Path(dir_okay=False, path_type=Path), help="Station registry (default: the settings' network_file, config/network.yaml).")
 @click.option("--seed", type=click.IntRange(min=0), default=ScenarioConfig.seed, show_default=True, help="Random seed: same seed and start => same readings, faults and payloads.")
