@@ -1,9 +1,10 @@
-"""PyFlink wiring of the alignment + first-tier-alert job.
+"""PyFlink wiring of the alignment + station-window job.
 
 Runs embedded (MiniCluster) with `python -m jobs.pipeline ...` or
 `jointwatch job run`, and on a standalone cluster with
 `flink run -py jobs/pipeline.py -- ...`. Only statement assembly is Python;
-records never pass through a Python operator.
+records never pass through a Python operator. The job makes no alerts: the
+index stage and the alert stage (Python, low rate) work from its outputs.
 """
 
 from __future__ import annotations
@@ -12,12 +13,15 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pyflink.table import StatementSet
 
 if __package__ in (None, ""):  # `flink run -py jobs/pipeline.py` runs this file as a script
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from jobs.sql import OUTPUTS, JobOptions, statements
-from jobs.tier_rules import load_tier_rules
 
 log = logging.getLogger("jointwatch.job")
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -30,14 +34,14 @@ def connector_jars(deps_dir: Path) -> list[Path]:
     return jars
 
 
-def build(opts: JobOptions, rules_file: Path, deps_dir: Path, checkpoint_dir: Path | None, parallelism: int, outputs: tuple[str, ...] = OUTPUTS):
+def build(opts: JobOptions, deps_dir: Path, checkpoint_dir: Path | None, parallelism: int, outputs: tuple[str, ...] = OUTPUTS) -> StatementSet:
     from pyflink.table import EnvironmentSettings, TableEnvironment
 
     t_env = TableEnvironment.create(EnvironmentSettings.in_streaming_mode())
     conf = t_env.get_config()
     conf.set("pipeline.name", f"jointwatch-align{'-' + opts.namespace if opts.namespace else ''}")
     conf.set("pipeline.jars", ";".join(p.as_uri() for p in connector_jars(deps_dir)))
-    conf.set("table.local-time-zone", "UTC")  # window bounds are rendered in UTC, whatever the host's zone
+    conf.set("table.local-time-zone", "UTC")  # window bounds render, and clock hours align, in UTC whatever the host's zone
     conf.set("parallelism.default", str(parallelism))
     conf.set("execution.checkpointing.interval", "10 s")
     conf.set("pipeline.object-reuse", "true")
@@ -45,7 +49,7 @@ def build(opts: JobOptions, rules_file: Path, deps_dir: Path, checkpoint_dir: Pa
     # CURRENT_WATERMARK (the late-reading split) would then read as event time.
     if checkpoint_dir is not None:
         conf.set("execution.checkpointing.dir", checkpoint_dir.resolve().as_uri())
-    ddl, inserts = statements(opts, load_tier_rules(rules_file), outputs)
+    ddl, inserts = statements(opts, outputs)
     for stmt in ddl:
         t_env.execute_sql(stmt)
     stmt_set = t_env.create_statement_set()
@@ -55,11 +59,10 @@ def build(opts: JobOptions, rules_file: Path, deps_dir: Path, checkpoint_dir: Pa
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="jobs.pipeline", description="jointwatch alignment + first-tier alert job (Flink SQL)")
+    p = argparse.ArgumentParser(prog="jobs.pipeline", description="jointwatch alignment + station-window job (Flink SQL)")
     p.add_argument("--bootstrap", required=True, help="Kafka bootstrap servers")
     p.add_argument("--namespace", default="", help="topic namespace prefix (replays, tests)")
     p.add_argument("--group-id", default="jw-align")
-    p.add_argument("--rules", type=Path, default=REPO_ROOT / "config" / "tiers.yaml")
     p.add_argument("--deps-dir", type=Path, default=REPO_ROOT / ".deps")
     p.add_argument("--checkpoint-dir", type=Path, default=None)
     p.add_argument("--parallelism", type=int, default=1)
@@ -71,7 +74,7 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     opts = JobOptions(args.bootstrap, args.namespace, args.group_id, args.out_of_orderness, args.idle_timeout, args.startup_mode)
-    result = build(opts, args.rules, args.deps_dir, args.checkpoint_dir, args.parallelism, tuple(args.outputs.split(","))).execute()
+    result = build(opts, args.deps_dir, args.checkpoint_dir, args.parallelism, tuple(args.outputs.split(","))).execute()
     job_id = result.get_job_client().get_job_id() if result.get_job_client() else None
     log.info("submitted job %s", job_id)
     if not args.detached:

@@ -1,17 +1,16 @@
 """The job's Flink SQL, built from settings by pure functions (no Flink import).
 
-All per-reading work stays in the JVM: JSON decoding, event-time windows,
-rolling means, the tier rule and tier transitions are SQL. Python only
-assembles the statements.
+All per-reading work stays in the JVM: JSON decoding, event-time windows and
+rolling means are SQL. Python only assembles the statements. Alerts are not
+made here: the Python alert stage derives them from jw.indices.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from jobs.tier_rules import TierRules
 from jobs.indices import INDEX_PARAMETERS
-from schemas.topics import ALERTS, READINGS_ALIGNED, READINGS_HOURLY, READINGS_LATE, READINGS_RAW, STATION_HOURS, Topic, namespaced
+from schemas.topics import READINGS_ALIGNED, READINGS_HOURLY, READINGS_LATE, READINGS_RAW, STATION_HOURS, Topic, namespaced
 
 
 @dataclass(frozen=True)
@@ -110,28 +109,6 @@ def sink_ddls(opts: JobOptions) -> list[str]:
 )""",
         f"CREATE TABLE aligned_sink (`schema` STRING,{AGGREGATE_COLUMNS}\n) WITH ({_kafka_sink(opts, READINGS_ALIGNED)}\n)",
         f"CREATE TABLE rolling_sink (`schema` STRING,{AGGREGATE_COLUMNS}\n) WITH ({_kafka_sink(opts, READINGS_HOURLY)}\n)",
-        f"""CREATE TABLE alerts_sink (
-  `schema` STRING,
-  alert_id STRING,
-  station_id STRING,
-  region STRING,
-  origin_region STRING,
-  affected_regions ARRAY<STRING>,
-  medium STRING,
-  `parameter` STRING,
-  tier STRING,
-  previous_tier STRING,
-  `value` DOUBLE,
-  unit STRING,
-  threshold DOUBLE,
-  rule_id STRING,
-  rule_version INT,
-  window_start BIGINT,
-  window_end BIGINT,
-  window_minutes INT,
-  completeness DOUBLE
-) WITH ({_kafka_sink(opts, ALERTS)}
-)""",
         _station_hours_sink(opts, INDEX_PARAMETERS),
     ]
 
@@ -235,50 +212,10 @@ SELECT 'jw.aggregate.v1', station_id, region, medium, `parameter`, unit, '{label
 FROM {view}"""
 
 
-def tier_case(rules: TierRules, column: str) -> tuple[str, str]:
-    """SQL expressions (tier, threshold crossed) for the rule; the clear case has no threshold."""
-    tier_whens, thr_whens = [], []
-    for param, t in sorted(rules.thresholds.items()):
-        tier_whens.append(f"WHEN `parameter` = {_q(param)} AND {column} > {t.red!r} THEN 'red'")
-        tier_whens.append(f"WHEN `parameter` = {_q(param)} AND {column} > {t.yellow!r} THEN 'yellow'")
-        thr_whens.append(f"WHEN `parameter` = {_q(param)} AND {column} > {t.red!r} THEN CAST({t.red!r} AS DOUBLE)")
-        thr_whens.append(f"WHEN `parameter` = {_q(param)} AND {column} > {t.yellow!r} THEN CAST({t.yellow!r} AS DOUBLE)")
-    nl = "\n         "
-    return (
-        f"CASE {nl.join(tier_whens)}{nl}ELSE 'green' END",
-        f"CASE {nl.join(thr_whens)}{nl}ELSE CAST(NULL AS DOUBLE) END",
-    )
+OUTPUTS = ("late", "aligned", "rolling", "station_hours")
 
 
-def insert_alerts(rules: TierRules) -> str:
-    """Tier transitions of complete rolling hours: LAG over event time, in the JVM."""
-    tier, threshold = tier_case(rules, "mean")
-    params = ", ".join(_q(p) for p in sorted(rules.thresholds))
-    return f"""
-INSERT INTO alerts_sink
-SELECT 'jw.alert.v1',
-       MD5(CONCAT_WS('|', station_id, `parameter`, CAST(window_end_ms AS STRING), tier, {_q(rules.rule_id)}, '{rules.version}')),
-       station_id, region, region, ARRAY_REMOVE(ARRAY[region], region),
-       medium, `parameter`, tier, previous_tier, mean, unit, threshold,
-       {_q(rules.rule_id)}, {rules.version}, window_start_ms, window_end_ms, CAST(minutes AS INT), CAST(minutes AS DOUBLE) / 60
-FROM (
-  SELECT *, LAG(tier, 1, 'green') OVER (PARTITION BY station_id, `parameter` ORDER BY window_time) AS previous_tier
-  FROM (
-    SELECT station_id, region, medium, `parameter`, unit, mean, minutes, window_time,
-           {_epoch_ms('window_start')} AS window_start_ms, {_epoch_ms('window_end')} AS window_end_ms,
-           {tier} AS tier,
-           {threshold} AS threshold
-    FROM rolling_means
-    WHERE minutes >= {rules.min_minutes} AND `parameter` IN ({params})
-  )
-)
-WHERE tier <> previous_tier"""
-
-
-OUTPUTS = ("late", "aligned", "rolling", "station_hours", "alerts")
-
-
-def statements(opts: JobOptions, rules: TierRules, outputs: tuple[str, ...] = OUTPUTS) -> tuple[list[str], list[str]]:
+def statements(opts: JobOptions, outputs: tuple[str, ...] = OUTPUTS) -> tuple[list[str], list[str]]:
     """(DDL and views to execute first, INSERTs to run together as one job) for the chosen outputs."""
     ddl = [source_ddl(opts), *sink_ddls(opts), ON_TIME_VIEW, MINUTE_VIEW, ROLLING_VIEW, *_station_views(INDEX_PARAMETERS)]
     inserts = {
@@ -286,7 +223,6 @@ def statements(opts: JobOptions, rules: TierRules, outputs: tuple[str, ...] = OU
         "late": INSERT_LATE,
         "aligned": insert_aggregates("minute_means", "aligned_sink", "1m", ("m_start", "m_end"), "vsum / cnt", "CAST(1 AS BIGINT)", 1),
         "rolling": insert_aggregates("rolling_means", "rolling_sink", "1h-rolling", ("window_start", "window_end"), "mean", "minutes", 60),
-        "alerts": insert_alerts(rules),
     }
     unknown = set(outputs) - set(inserts)
     if unknown or not outputs:

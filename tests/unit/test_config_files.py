@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from jobs.tier_rules import load_tier_rules, tier_of
 from jointwatch.settings import REPO_ROOT, load_settings
 from schemas.errors import ConfigError
 from schemas.network import load_network
@@ -23,8 +22,7 @@ def test_shipped_config_files_load() -> None:
     assert len(net.regions) >= 3
     assert sum(s.medium == "air" for s in net.stations.values()) >= 30
     assert sum(s.medium == "water" for s in net.stations.values()) >= 6
-    rules = load_tier_rules(REPO_ROOT / "config" / "tiers.yaml")
-    assert rules.thresholds["pm25"].red > rules.thresholds["pm25"].yellow
+    assert not (REPO_ROOT / "config" / "tiers.yaml").exists()  # the job's old tier rule is gone: config/tier_rules.yaml rules alerts
 
 
 NETWORK_CASES = [
@@ -47,30 +45,6 @@ def test_network_errors(tmp_path: Path, text: str, key: str, reason: str) -> Non
         load_network(f)
     assert (info.value.file, info.value.key) == (str(f), key)
     assert reason in info.value.reason
-
-
-@pytest.mark.parametrize(
-    ("text", "key", "reason"),
-    [
-        ("version: 1\nrule_id: r\nthresholds: {pm25: {yellow: 80, red: 70}}", "thresholds.pm25", "must be below red"),
-        ("version: 1\nrule_id: r\nthresholds: {pm99: {yellow: 1, red: 2}}", "thresholds.pm99", "unknown parameter"),
-        ("version: 1\nrule_id: r\nthresholds: {pm25: {yellow: 1}}", "thresholds.pm25", "exactly 'yellow' and 'red'"),
-        ("version: 1\nrule_id: r\nthresholds: {pm25: {yellow: x, red: 2}}", "thresholds.pm25.yellow", "must be a number"),
-        ("version: 0\nrule_id: r\nthresholds: {}", "version", "positive integer"),
-        ("version: 1\nrule_id: r\nmin_minutes: 61\nthresholds: {pm25: {yellow: 1, red: 2}}", "min_minutes", "1..60"),
-    ],
-)
-def test_tier_rule_errors(tmp_path: Path, text: str, key: str, reason: str) -> None:
-    with pytest.raises(ConfigError) as info:
-        load_tier_rules(write(tmp_path, text))
-    assert info.value.key == key and reason in info.value.reason
-
-
-def test_tier_boundaries_are_strictly_above() -> None:
-    rules = load_tier_rules(REPO_ROOT / "config" / "tiers.yaml")
-    t = rules.thresholds["pm25"]
-    assert [tier_of(rules, "pm25", v) for v in (t.yellow, t.yellow + 0.1, t.red, t.red + 0.1)] == ["green", "yellow", "yellow", "red"]
-    assert tier_of(rules, "temp", 1e9) == "green"
 
 
 def test_settings_precedence_and_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
