@@ -1,16 +1,17 @@
 """The job's Flink SQL, built from settings by pure functions (no Flink import).
 
-All per-reading work stays in the JVM: JSON decoding, event-time windows and
-rolling means are SQL. Python only assembles the statements. Alerts are not
-made here: the Python alert stage derives them from jw.indices.
+All per-reading work stays in the JVM: JSON decoding, event-time windows,
+rolling and clock-hour means, the 8-h / 24-h windows with their validity counts
+and the wind vector are SQL. Python only assembles the statements. Alerts are
+not made here: the Python alert stage derives them from jw.indices.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from jobs.indices import INDEX_PARAMETERS
-from schemas.topics import READINGS_ALIGNED, READINGS_HOURLY, READINGS_LATE, READINGS_RAW, STATION_HOURS, Topic, namespaced
+from jobs.validity import INDEX_PARAMETERS, MIN_MINUTES, MIN_O3_8H_HOURS, O3_8H_MAX_WINDOW_H
+from schemas.topics import READINGS_ALIGNED, READINGS_HOURLY, READINGS_LATE, READINGS_RAW, STATION_CLOCK_HOURS, STATION_HOURS, Topic, namespaced
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,9 @@ class JobOptions:
 
     def topic(self, t: Topic) -> str:
         return namespaced(t, self.namespace)
+
+
+WIND_DIR, WIND_SPEED = "wind_dir", "wind_speed"  # schemas/parameters.py: degrees the wind comes FROM; m/s
 
 
 def _q(s: str) -> str:
@@ -110,6 +114,7 @@ def sink_ddls(opts: JobOptions) -> list[str]:
         f"CREATE TABLE aligned_sink (`schema` STRING,{AGGREGATE_COLUMNS}\n) WITH ({_kafka_sink(opts, READINGS_ALIGNED)}\n)",
         f"CREATE TABLE rolling_sink (`schema` STRING,{AGGREGATE_COLUMNS}\n) WITH ({_kafka_sink(opts, READINGS_HOURLY)}\n)",
         _station_hours_sink(opts, INDEX_PARAMETERS),
+        _station_clock_hours_sink(opts, INDEX_PARAMETERS),
     ]
 
 
@@ -135,11 +140,15 @@ FROM readings
 WHERE ts <= CURRENT_WATERMARK(ts)"""
 
 # One-minute tumbling means per station and parameter, from valid (status N or S) readings.
-MINUTE_VIEW = """
+# Wind direction is an angle: its mean is the mean unit vector, so each wind_dir reading also
+# contributes sin/cos (null for every other parameter), per reading in the JVM.
+MINUTE_VIEW = f"""
 CREATE TEMPORARY VIEW minute_means AS
 SELECT station_id, region, medium, `parameter`, unit,
        window_start AS m_start, window_end AS m_end, window_time AS m_time,
-       SUM(`value`) AS vsum, MIN(`value`) AS vmin, MAX(`value`) AS vmax, COUNT(*) AS cnt
+       SUM(`value`) AS vsum, MIN(`value`) AS vmin, MAX(`value`) AS vmax, COUNT(*) AS cnt,
+       SUM(CASE WHEN `parameter` = '{WIND_DIR}' THEN SIN(RADIANS(`value`)) END) AS sin_sum,
+       SUM(CASE WHEN `parameter` = '{WIND_DIR}' THEN COS(RADIANS(`value`)) END) AS cos_sum
 FROM TABLE(TUMBLE(TABLE on_time, DESCRIPTOR(ts), INTERVAL '1' MINUTE))
 WHERE status IN ('N', 'S')  -- HJ 212: only normal and manually entered values are valid
 GROUP BY station_id, region, medium, `parameter`, unit, window_start, window_end, window_time"""
@@ -156,15 +165,27 @@ FROM minute_means
 WINDOW w AS (PARTITION BY station_id, `parameter` ORDER BY m_time RANGE BETWEEN INTERVAL '59' MINUTE PRECEDING AND CURRENT ROW)"""
 
 
+def _pivot(parameter: str, column: str, name: str) -> str:
+    return f"SUM(CASE WHEN `parameter` = {_q(parameter)} THEN {column} END) AS {name}"
+
+
 # The index stage needs a station's parameters side by side for the same hour: pivot the
 # minute means per station (a cascaded window, still append-only), then roll an hour per
-# station. Per parameter the mean and minutes equal those of rolling_means.
+# station. Per parameter the mean and minutes equal those of rolling_means. Wind rides
+# along for the downwind assist (speed mean; direction as the mean of its unit vectors).
 def _station_views(parameters: tuple[str, ...]) -> tuple[str, str]:
+    means = (*parameters, WIND_SPEED)
     sums = ",\n       ".join(
-        f"SUM(CASE WHEN `parameter` = {_q(p)} THEN vsum END) AS {p}_sum, SUM(CASE WHEN `parameter` = {_q(p)} THEN cnt END) AS {p}_cnt"
-        for p in parameters
+        [f"{_pivot(p, 'vsum', f'{p}_sum')}, {_pivot(p, 'cnt', f'{p}_cnt')}" for p in means]
+        + [f"{_pivot(WIND_DIR, 'sin_sum', 'wind_dir_sin_sum')}, {_pivot(WIND_DIR, 'cos_sum', 'wind_dir_cos_sum')}, "
+           f"{_pivot(WIND_DIR, 'cnt', 'wind_dir_cnt')}"]
     )
-    rolled = ",\n       ".join(f"SUM({p}_sum) OVER w / SUM({p}_cnt) OVER w AS {p}_mean, COUNT({p}_cnt) OVER w AS {p}_minutes" for p in parameters)
+    rolled = ",\n       ".join(
+        [f"SUM({p}_sum) OVER w / SUM({p}_cnt) OVER w AS {p}_mean, COUNT({p}_cnt) OVER w AS {p}_minutes" for p in means]
+        + ["SUM(wind_dir_sin_sum) OVER w / SUM(wind_dir_cnt) OVER w AS wind_dir_sin_mean, "
+           "SUM(wind_dir_cos_sum) OVER w / SUM(wind_dir_cnt) OVER w AS wind_dir_cos_mean, "
+           "COUNT(wind_dir_cnt) OVER w AS wind_dir_minutes"]
+    )
     minutes = f"""
 CREATE TEMPORARY VIEW station_minutes AS
 SELECT station_id, region, medium, window_time AS s_time, window_end AS s_end,
@@ -180,8 +201,14 @@ WINDOW w AS (PARTITION BY station_id ORDER BY s_time RANGE BETWEEN INTERVAL '59'
     return minutes, hours
 
 
+WIND_COLUMNS = (
+    ("wind_speed_mean", "DOUBLE"), ("wind_speed_minutes", "BIGINT"),
+    ("wind_dir_sin_mean", "DOUBLE"), ("wind_dir_cos_mean", "DOUBLE"), ("wind_dir_minutes", "BIGINT"),
+)
+
+
 def _station_hours_sink(opts: JobOptions, parameters: tuple[str, ...]) -> str:
-    cols = ",\n  ".join(f"{p}_mean DOUBLE,\n  {p}_minutes BIGINT" for p in parameters)
+    cols = ",\n  ".join([f"{p}_mean DOUBLE,\n  {p}_minutes BIGINT" for p in parameters] + [f"{c} {t}" for c, t in WIND_COLUMNS])
     return f"""CREATE TABLE station_hours_sink (
   `schema` STRING,
   station_id STRING,
@@ -195,11 +222,107 @@ def _station_hours_sink(opts: JobOptions, parameters: tuple[str, ...]) -> str:
 
 
 def _insert_station_hours(parameters: tuple[str, ...]) -> str:
-    cols = ", ".join(f"{p}_mean, {p}_minutes" for p in parameters)
+    cols = ", ".join([f"{p}_mean, {p}_minutes" for p in parameters] + [c for c, _ in WIND_COLUMNS])
     return f"""
 INSERT INTO station_hours_sink
-SELECT 'jw.station_hour.v1', station_id, region, medium, {_epoch_ms('window_start')}, {_epoch_ms('window_end')}, {cols}
+SELECT 'jw.station_hour.v2', station_id, region, medium, {_epoch_ms('window_start')}, {_epoch_ms('window_end')}, {cols}
 FROM station_hours"""
+
+
+# --- clock hours and the long windows -------------------------------------------------------
+#
+# GB 3095 Table 4 (STANDARDS.md; alerts/standards/data/hj633-*.yaml `validity`): a 1-h mean
+# needs >= 45 minutes of data, a 24-h mean >= 20 valid 1-h means, an 8-h O3 mean >= 6, the
+# daily max 8-h O3 >= 14 valid 8-h means ending 08:00..24:00. The job counts; the index stage
+# applies the counts (by the edition in force). Only the 8-h means entering the running max
+# are filtered here, since a max cannot be un-taken later.
+#
+# Chain, each step append-only and ordered by the clock hour's event time (h_time):
+#   clock_hours   TUMBLE 1 h over the per-station minute pivot: 1-h mean + minutes with data
+#   clock_o3_8h   OVER the last 8 clock hours: mean of the valid 1-h O3 means, their count
+#   clock_o3_max  OVER the last 17 clock hours: max of the valid 8-h means (the 8-h windows
+#                 lying inside the last 24 hours), their count
+#   clock_days    OVER the last 24 clock hours: per parameter the mean of the valid 1-h means
+#                 and their count; the max valid 1-h O3
+# Flink evaluates one frame per OVER operator, hence one view per frame. A station hour with
+# no reading at all has no row, so it is never counted as valid (and no 8-h mean ends there).
+
+
+def _valid(p: str) -> str:
+    """The 1-h mean of `p` where the hour is valid, else NULL (what the long windows average)."""
+    return f"CASE WHEN {p}_minutes >= {MIN_MINUTES} THEN {p}_mean END"
+
+
+def _over(frame_hours: int) -> str:
+    return f"WINDOW w AS (PARTITION BY station_id ORDER BY h_time RANGE BETWEEN INTERVAL '{frame_hours - 1}' HOUR PRECEDING AND CURRENT ROW)"
+
+
+def _clock_views(parameters: tuple[str, ...]) -> tuple[str, str, str, str]:
+    hour_cols = ", ".join(f"{p}_mean, {p}_minutes" for p in parameters)
+    hourly = ",\n       ".join(f"SUM({p}_sum) / SUM({p}_cnt) AS {p}_mean, COUNT({p}_cnt) AS {p}_minutes" for p in parameters)
+    hours = f"""
+CREATE TEMPORARY VIEW clock_hours AS
+SELECT station_id, region, medium, window_start AS h_start, window_end AS h_end, window_time AS h_time,
+       {hourly}
+FROM TABLE(TUMBLE(TABLE station_minutes, DESCRIPTOR(s_time), INTERVAL '1' HOUR))
+GROUP BY station_id, region, medium, window_start, window_end, window_time"""
+    o3 = _valid("o3")
+    eight = f"""
+CREATE TEMPORARY VIEW clock_o3_8h AS
+SELECT station_id, region, medium, h_start, h_end, h_time, {hour_cols},
+       SUM({o3}) OVER w / COUNT({o3}) OVER w AS o3_8h_mean, COUNT({o3}) OVER w AS o3_8h_hours
+FROM clock_hours
+{_over(8)}"""
+    valid_8h = f"CASE WHEN o3_8h_hours >= {MIN_O3_8H_HOURS} THEN o3_8h_mean END"
+    eight_max = f"""
+CREATE TEMPORARY VIEW clock_o3_max AS
+SELECT station_id, region, medium, h_start, h_end, h_time, {hour_cols}, o3_8h_mean, o3_8h_hours,
+       MAX({valid_8h}) OVER w AS o3_8h_max, COUNT({valid_8h}) OVER w AS o3_8h_max_means
+FROM clock_o3_8h
+{_over(O3_8H_MAX_WINDOW_H)}"""
+    daily = ",\n       ".join(
+        f"SUM({_valid(p)}) OVER w / COUNT({_valid(p)}) OVER w AS {p}_24h_mean, COUNT({_valid(p)}) OVER w AS {p}_24h_hours"
+        for p in parameters
+    )
+    days = f"""
+CREATE TEMPORARY VIEW clock_days AS
+SELECT station_id, region, medium, h_start, h_end, h_time, {hour_cols}, o3_8h_mean, o3_8h_hours, o3_8h_max, o3_8h_max_means,
+       {daily},
+       MAX({o3}) OVER w AS o3_1h_max
+FROM clock_o3_max
+{_over(24)}"""
+    return hours, eight, eight_max, days
+
+
+def clock_hour_columns(parameters: tuple[str, ...]) -> list[tuple[str, str]]:
+    """(name, Flink type) of the jw.station_clock_hour.v1 value columns, in sink order."""
+    cols: list[tuple[str, str]] = []
+    for p in parameters:
+        cols += [(f"{p}_mean", "DOUBLE"), (f"{p}_minutes", "BIGINT"), (f"{p}_24h_mean", "DOUBLE"), (f"{p}_24h_hours", "BIGINT")]
+    return cols + [("o3_8h_mean", "DOUBLE"), ("o3_8h_hours", "BIGINT"), ("o3_1h_max", "DOUBLE"),
+                   ("o3_8h_max", "DOUBLE"), ("o3_8h_max_means", "BIGINT")]
+
+
+def _station_clock_hours_sink(opts: JobOptions, parameters: tuple[str, ...]) -> str:
+    cols = ",\n  ".join(f"{c} {t}" for c, t in clock_hour_columns(parameters))
+    return f"""CREATE TABLE station_clock_hours_sink (
+  `schema` STRING,
+  station_id STRING,
+  region STRING,
+  medium STRING,
+  window_start BIGINT,
+  window_end BIGINT,
+  {cols}
+) WITH ({_kafka_sink(opts, STATION_CLOCK_HOURS)}
+)"""
+
+
+def _insert_station_clock_hours(parameters: tuple[str, ...]) -> str:
+    cols = ", ".join(c for c, _ in clock_hour_columns(parameters))
+    return f"""
+INSERT INTO station_clock_hours_sink
+SELECT 'jw.station_clock_hour.v1', station_id, region, medium, {_epoch_ms('h_start')}, {_epoch_ms('h_end')}, {cols}
+FROM clock_days"""
 
 
 def insert_aggregates(view: str, sink: str, label: str, bounds: tuple[str, str], mean: str, minutes_expr: str, window_minutes: int) -> str:
@@ -212,17 +335,19 @@ SELECT 'jw.aggregate.v1', station_id, region, medium, `parameter`, unit, '{label
 FROM {view}"""
 
 
-OUTPUTS = ("late", "aligned", "rolling", "station_hours")
+OUTPUTS = ("late", "aligned", "rolling", "station_hours", "station_clock_hours")
 
 
 def statements(opts: JobOptions, outputs: tuple[str, ...] = OUTPUTS) -> tuple[list[str], list[str]]:
     """(DDL and views to execute first, INSERTs to run together as one job) for the chosen outputs."""
-    ddl = [source_ddl(opts), *sink_ddls(opts), ON_TIME_VIEW, MINUTE_VIEW, ROLLING_VIEW, *_station_views(INDEX_PARAMETERS)]
+    ddl = [source_ddl(opts), *sink_ddls(opts), ON_TIME_VIEW, MINUTE_VIEW, ROLLING_VIEW,
+           *_station_views(INDEX_PARAMETERS), *_clock_views(INDEX_PARAMETERS)]
     inserts = {
-        "station_hours": _insert_station_hours(INDEX_PARAMETERS),
         "late": INSERT_LATE,
         "aligned": insert_aggregates("minute_means", "aligned_sink", "1m", ("m_start", "m_end"), "vsum / cnt", "CAST(1 AS BIGINT)", 1),
         "rolling": insert_aggregates("rolling_means", "rolling_sink", "1h-rolling", ("window_start", "window_end"), "mean", "minutes", 60),
+        "station_hours": _insert_station_hours(INDEX_PARAMETERS),
+        "station_clock_hours": _insert_station_clock_hours(INDEX_PARAMETERS),
     }
     unknown = set(outputs) - set(inserts)
     if unknown or not outputs:

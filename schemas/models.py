@@ -89,29 +89,65 @@ class DeadLetter(TypedDict):
 class StationHour(TypedDict):
     """Fixed fields; plus <parameter>_mean (float | None) and <parameter>_minutes (int) per index parameter."""
 
-    schema: Literal["jw.station_hour.v1"]
+    schema: Literal["jw.station_hour.v2"]
     station_id: str
     region: str
     medium: Literal["air", "water"]
     window_start: int
     window_end: int
+    wind_speed_mean: float | None
+    wind_speed_minutes: int
+    wind_dir_sin_mean: float | None
+    wind_dir_cos_mean: float | None
+    wind_dir_minutes: int
+
+
+class StationClockHour(TypedDict):
+    """Fixed fields; plus per index parameter <p>_mean, <p>_minutes, <p>_24h_mean (float | None), <p>_24h_hours."""
+
+    schema: Literal["jw.station_clock_hour.v1"]
+    station_id: str
+    region: str
+    medium: Literal["air", "water"]
+    window_start: int
+    window_end: int
+    o3_8h_mean: float | None
+    o3_8h_hours: int
+    o3_1h_max: float | None
+    o3_8h_max: float | None
+    o3_8h_max_means: int
+
+
+Averaging = Literal["1h", "24h", "8h", "1h-max", "8h-max"]
 
 
 class IndexInput(TypedDict):
     parameter: str
+    averaging: Averaging
     mean: float
-    minutes: int
+    count: int
+    count_unit: Literal["minutes", "hours", "8h-means"]
     completeness: float
     valid: bool
 
 
+class Wind(TypedDict):
+    from_deg: float
+    speed_ms: float | None
+    steadiness: float
+    minutes: int
+
+
+IndexKind = Literal["aqi_realtime", "water_class_realtime", "aqi_hourly", "water_class", "aqi_daily"]
+
+
 class Index(TypedDict):
-    schema: Literal["jw.index.v1"]
+    schema: Literal["jw.index.v2"]
     index_id: str
     station_id: str
     region: str
     medium: Literal["air", "water"]
-    index: Literal["aqi_realtime", "water_class"]
+    index: IndexKind
     standard_id: str
     window_start: int
     window_end: int
@@ -122,6 +158,7 @@ class Index(TypedDict):
     reason: str | None
     inputs: list[IndexInput]
     detail: dict[str, Any] | None
+    wind: Wind | None
 
 
 class Alert(TypedDict):
@@ -152,8 +189,9 @@ SCHEMA_FILES: dict[str, str] = {
     "aggregate": "aggregate.v1.schema.json",
     "late_reading": "late_reading.v1.schema.json",
     "dead_letter": "dead_letter.v1.schema.json",
-    "index": "index.v1.schema.json",
-    "station_hour": "station_hour.v1.schema.json",
+    "index": "index.v2.schema.json",
+    "station_hour": "station_hour.v2.schema.json",
+    "station_clock_hour": "station_clock_hour.v1.schema.json",
     "alert": "alert.v1.schema.json",
 }
 TYPED: dict[str, type] = {
@@ -164,6 +202,7 @@ TYPED: dict[str, type] = {
     "dead_letter": DeadLetter,
     "index": Index,
     "station_hour": StationHour,
+    "station_clock_hour": StationClockHour,
     "alert": Alert,
 }
 

@@ -19,6 +19,7 @@ READINGS_LATE = Topic("jw.readings.late", key="station_id", partitions=1)
 READINGS_ALIGNED = Topic("jw.readings.aligned", key="station_id", partitions=4)
 READINGS_HOURLY = Topic("jw.readings.rolling1h", key="station_id", partitions=4)
 STATION_HOURS = Topic("jw.readings.station1h", key="station_id", partitions=2)
+STATION_CLOCK_HOURS = Topic("jw.readings.station_clock1h", key="station_id", partitions=2)  # one per station and clock hour
 INDICES = Topic("jw.indices", key="station_id", partitions=2)
 ALERTS = Topic("jw.alerts", key="region", partitions=2)
 ALERTS_UNDELIVERABLE = Topic("jw.alerts.undeliverable", key="region", partitions=1)
@@ -30,6 +31,7 @@ ALL_TOPICS: tuple[Topic, ...] = (
     READINGS_ALIGNED,
     READINGS_HOURLY,
     STATION_HOURS,
+    STATION_CLOCK_HOURS,
     INDICES,
     ALERTS,
     ALERTS_UNDELIVERABLE,
