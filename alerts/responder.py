@@ -71,11 +71,12 @@ class Inbox(Generic[T]):
 
 
 def describe(name: str, alert: Mapping[str, Any]) -> str:
-    """One line for a desk: '[north duty desk] RED pm25 n-a03 lead 182.0 ug/m3 (was yellow; origin north) a1b2'."""
+    """One line for a desk: '[north duty desk] RAISE YELLOW air/aqi n-a03 lead (origin north; assist central) a1b2'."""
     role = alert.get("delivery", {}).get("role", "?")
+    assist = f"; assist {', '.join(alert['affected_regions'])}" if alert["affected_regions"] else ""
     return (
-        f"[{name}] {alert['tier'].upper()} {alert['parameter']} {alert['station_id']} {role} "
-        f"{alert['value']:.4g} {alert['unit']} (was {alert['previous_tier']}; origin {alert['origin_region']}) {alert['alert_id']}"
+        f"[{name}] {alert['action'].upper()} {alert['tier'].upper()} {alert['kind']}/{alert['indicator']} {alert['subject']} {role} "
+        f"(was {alert['previous_tier']}; origin {alert['origin_region']}{assist}) {alert['alert_id'][:12]}"
     )
 
 

@@ -156,7 +156,7 @@ class AlertRouter:
         errors = validation_errors("alert", doc)
         if errors:
             INVALID_ALERTS.inc()
-            return self._dead_letter(msg, doc, [_Failure(None, "invalid", "not a valid jw.alert.v1: " + "; ".join(errors))])
+            return self._dead_letter(msg, doc, [_Failure(None, "invalid", "not a valid jw.alert.v2: " + "; ".join(errors))])
         alert: Alert = doc
         failures = [
             _Failure(None, "unrouted", f"region {region!r} is not in the routing table {self.routing.source}")
@@ -164,8 +164,8 @@ class AlertRouter:
         ]
         plan = plan_deliveries(alert, self.routing)
         log.info(
-            "alert %s %s %s %s->%s (origin %s): %d deliveries",
-            alert["alert_id"], alert["station_id"], alert["parameter"], alert["previous_tier"], alert["tier"],
+            "alert %s %s %s/%s %s->%s (origin %s): %d deliveries",
+            alert["alert_id"], alert["subject"], alert["kind"], alert["indicator"], alert["previous_tier"], alert["tier"],
             alert["origin_region"], len(plan),
         )
         futures = [self._pool.submit(self._deliver, alert, d, stop) for d in plan]

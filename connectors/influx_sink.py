@@ -60,24 +60,31 @@ def aggregate_point(agg: Aggregate) -> Point:
 
 
 def alert_point(alert: Alert) -> Point:
-    """Measurement 'alert' at window_end; a clear (threshold null) has no threshold field."""
+    """Measurement 'alert' at window_end, one series per subject, kind and indicator; the alert_id
+    field makes a replayed alert overwrite itself. value/threshold are absent when null."""
     point = (
         Point("alert")
-        .tag("station_id", alert["station_id"])
+        .tag("scope", alert["scope"])
+        .tag("subject", alert["subject"])
         .tag("region", alert["region"])
         .tag("origin_region", alert["origin_region"])
-        .tag("parameter", alert["parameter"])
+        .tag("kind", alert["kind"])
+        .tag("indicator", alert["indicator"])
         .tag("tier", alert["tier"])
         .tag("rule_id", alert["rule_id"])
         .field("alert_id", alert["alert_id"])
+        .field("episode_id", alert["episode_id"])
+        .field("action", alert["action"])
         .field("previous_tier", alert["previous_tier"])
-        .field("value", float(alert["value"]))
+        .field("reason", alert["reason"])
+        .field("affected_regions", ",".join(alert["affected_regions"]))
         .field("completeness", float(alert["completeness"]))
         .field("rule_version", int(alert["rule_version"]))
         .time(alert["window_end"], WritePrecision.MS)
     )
-    if alert["threshold"] is not None:
-        point.field("threshold", float(alert["threshold"]))
+    for name in ("value", "threshold"):
+        if alert[name] is not None:
+            point.field(name, float(alert[name]))
     return point
 
 

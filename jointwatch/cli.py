@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 
 import click
 
@@ -115,6 +116,30 @@ def indices_cmd(config_file, state_dir, port_base, namespace, metrics_port) -> N
     s = make_settings(config_file, state_dir, port_base, namespace=namespace)
     try:
         stage = IndexStage(s, load_network(s.network_file))
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    if metrics_port is not None:
+        start_http_server(metrics_port, addr="127.0.0.1")
+    stage.run(stop_on_signals())
+
+
+@main.command("alert-stage")
+@stack_options
+@namespace_option
+@click.option("--rules", "rules_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Tier rules file (default: config/tier_rules.yaml); later versions arrive on the control topic.")
+@click.option("--metrics-port", type=int, default=None, help="Serve Prometheus metrics on 127.0.0.1:PORT.")
+def alert_stage_cmd(config_file, state_dir, port_base, namespace, rules_file, metrics_port) -> None:
+    """Run the alert stage until Ctrl-C: jw.indices -> tier state machine -> jw.alerts (exactly once,
+    state in jw.alerts.state); applies rules updates from jw.control.tier-rules without a restart."""
+    from prometheus_client import start_http_server
+
+    from alerts.stage import AlertStage
+    from schemas.network import load_network
+
+    s = make_settings(config_file, state_dir, port_base, namespace=namespace)
+    try:
+        stage = AlertStage(s, load_network(s.network_file), rules_file=rules_file)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     if metrics_port is not None:

@@ -69,16 +69,15 @@ def demo(state_dir: Path, port_base: int | None, duration: float | None, speed: 
         server.keys = responder_keys(routing, stack.secrets.webhook_key)
         server.on_alert = lambda item: say(
             f"{describe(names[item.responder_id], item.alert)}\n"
-            f"          why: rolling 1 h mean {item.alert['value']:.3g} > {item.alert['threshold']} ({item.alert['rule_id']} v{item.alert['rule_version']}), "
-            f"window {_utc(item.alert['window_start'])} .. {_utc(item.alert['window_end'])}, completeness {item.alert['completeness']:.2f}"
-            if item.alert["threshold"] is not None
-            else describe(names[item.responder_id], item.alert),
+            f"          why: {item.alert['reason']} ({item.alert['rule_id']} v{item.alert['rule_version']}"
+            f"{', ' + item.alert['standard'] if item.alert['standard'] else ''}), "
+            f"window {_utc(item.alert['window_start'])} .. {_utc(item.alert['window_end'])}, completeness {item.alert['completeness']:.2f}",
             fg=TIER_COLOUR[item.alert["tier"]],
         )
         consoles = [
             ConsoleSubscriber.for_region(
                 settings, stack.secrets, region,
-                on_alert=lambda a, r=region: say(f"  [{r} console, MQTT] {a['tier']} {a['station_id']} {a['parameter']} ({a['delivery']['role']})", dim=True),
+                on_alert=lambda a, r=region: say(f"  [{r} console, MQTT] {a['action']} {a['tier']} {a['subject']} {a['kind']}/{a['indicator']} ({a['delivery']['role']})", dim=True),
             ).start()
             for region in net.regions
         ]

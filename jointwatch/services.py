@@ -1,5 +1,5 @@
 """The pipeline's long-running services in one process: bridge, index stage,
-router and sink threads, plus the Flink job as a child process. Used by the demo, the
+alert stage, router and sink threads, plus the Flink job as a child process. Used by the demo, the
 end-to-end tests and the benchmark, so all three exercise the same wiring."""
 
 from __future__ import annotations
@@ -12,8 +12,10 @@ from dataclasses import dataclass, field
 
 from prometheus_client import start_http_server
 
+from alerts.engine import EngineConfig
 from alerts.router import AlertRouter
 from alerts.routing import Routing
+from alerts.stage import AlertStage
 from connectors.influx_sink import InfluxSink
 from connectors.kafka_io import ensure_topics
 from connectors.mqtt_bridge import MqttKafkaBridge
@@ -36,6 +38,7 @@ class Services:
     job_args: tuple[str, ...] = ("--startup-mode", "earliest-offset")
     with_job: bool = True
     metrics: bool = False  # serve Prometheus /metrics on the settings' metrics port
+    alert_config: EngineConfig = EngineConfig()
     stop: threading.Event = field(default_factory=threading.Event)
     threads: list[threading.Thread] = field(default_factory=list)
     job: ManagedProcess | None = None
@@ -51,7 +54,11 @@ class Services:
         self.router = AlertRouter.create(s, self.secrets, self.routing, group_id=f"jw-alert-router-{s.namespace or 'main'}")
         self.sink = InfluxSink.create(s, self.secrets, group_id=f"jw-influx-sink-{s.namespace or 'main'}")
         self.indexer = IndexStage(s, self.network, group_id=f"jw-index-stage-{s.namespace or 'main'}")
-        stages = (("bridge", self.bridge.run), ("indices", self.indexer.run), ("router", self.router.run), ("sink", self.sink.run))
+        self.alerter = AlertStage(s, self.network, group_id=f"jw-alert-stage-{s.namespace or 'main'}", config=self.alert_config)
+        stages = (
+            ("bridge", self.bridge.run), ("indices", self.indexer.run), ("alerts", self.alerter.run),
+            ("router", self.router.run), ("sink", self.sink.run),
+        )
         for name, target in stages:
             t = threading.Thread(target=self._guard(name, target), name=f"jw-{name}", daemon=True)
             t.start()
@@ -82,7 +89,7 @@ class Services:
         for t in self.threads:
             t.join(30)
         # Drop the Kafka clients now: librdkafka threads live as long as their objects do.
-        self.bridge = self.indexer = self.router = self.sink = None  # type: ignore[assignment]
+        self.bridge = self.indexer = self.alerter = self.router = self.sink = None  # type: ignore[assignment]
         gc.collect()
         if self.job is not None:
             self.job.stop()

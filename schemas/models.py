@@ -162,25 +162,39 @@ class Index(TypedDict):
 
 
 class Alert(TypedDict):
-    schema: Literal["jw.alert.v1"]
+    schema: Literal["jw.alert.v2"]
     alert_id: str
-    station_id: str
+    episode_id: str
+    action: Literal["raise", "escalate", "deescalate", "clear"]
+    scope: Literal["station", "region"]
+    subject: str
+    station_id: str | None
     region: str
     origin_region: str
     affected_regions: list[str]
-    medium: Literal["air", "water"]
-    parameter: str
+    kind: Literal["air", "water", "health"]
+    indicator: str
     tier: Tier
     previous_tier: Tier
-    value: float
-    unit: str
+    value: float | None
     threshold: float | None
-    rule_id: str
-    rule_version: int
+    reason: str
     window_start: int
     window_end: int
-    window_minutes: int
+    condition_since: int
     completeness: float
+    standard: str
+    inputs: dict[str, Any]
+    rule_id: str
+    rule_set_id: str
+    rule_version: int
+
+
+class TierRulesUpdate(TypedDict):
+    schema: Literal["jw.tier_rules_update.v1"]
+    rules: dict[str, Any]
+    effective_from: int | None
+    published_by: str
 
 
 SCHEMA_FILES: dict[str, str] = {
@@ -192,7 +206,8 @@ SCHEMA_FILES: dict[str, str] = {
     "index": "index.v2.schema.json",
     "station_hour": "station_hour.v2.schema.json",
     "station_clock_hour": "station_clock_hour.v1.schema.json",
-    "alert": "alert.v1.schema.json",
+    "alert": "alert.v2.schema.json",
+    "tier_rules_update": "tier_rules_update.v1.schema.json",
 }
 TYPED: dict[str, type] = {
     "device_payload": DevicePayload,
@@ -204,6 +219,7 @@ TYPED: dict[str, type] = {
     "station_hour": StationHour,
     "station_clock_hour": StationClockHour,
     "alert": Alert,
+    "tier_rules_update": TierRulesUpdate,
 }
 
 

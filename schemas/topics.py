@@ -11,6 +11,7 @@ class Topic:
     key: str  # which message field is the Kafka key
     partitions: int
     compacted: bool = False
+    max_message_bytes: int | None = None  # topic-level limit, where the broker default (1 MiB) is too small
 
 
 READINGS_RAW = Topic("jw.readings.raw", key="station_id", partitions=4)
@@ -23,6 +24,10 @@ STATION_CLOCK_HOURS = Topic("jw.readings.station_clock1h", key="station_id", par
 INDICES = Topic("jw.indices", key="station_id", partitions=2)
 ALERTS = Topic("jw.alerts", key="region", partitions=2)
 ALERTS_UNDELIVERABLE = Topic("jw.alerts.undeliverable", key="region", partitions=1)
+# The alert stage's snapshots (state machine, buffer, input offsets), written in the same
+# Kafka transaction as the alerts they account for; compacted, the latest per stage survives.
+ALERT_STATE = Topic("jw.alerts.state", key="group_id", partitions=1, compacted=True, max_message_bytes=64 * 1024 * 1024)
+TIER_RULES = Topic("jw.control.tier-rules", key="rule_set_id", partitions=1, compacted=True)  # rules updates
 
 ALL_TOPICS: tuple[Topic, ...] = (
     READINGS_RAW,
@@ -35,6 +40,8 @@ ALL_TOPICS: tuple[Topic, ...] = (
     INDICES,
     ALERTS,
     ALERTS_UNDELIVERABLE,
+    ALERT_STATE,
+    TIER_RULES,
 )
 
 

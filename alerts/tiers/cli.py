@@ -5,10 +5,13 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from datetime import datetime
+
 import click
 
 from alerts.tiers.rules import CLASS_NAMES, AirRule, Band, HealthRule, Hold, Persistence, RegionLevel, RegionRules, RuleSet, WaterRule, load_rules
-from schemas.errors import ConfigError
+from jointwatch.cli_options import make_settings, namespace_option, stack_options
+from schemas.errors import ConfigError, read_yaml
 from schemas.network import Network, load_network
 
 DEFAULT_NETWORK = Path(__file__).resolve().parents[2] / "config" / "network.yaml"
@@ -37,6 +40,37 @@ def validate(file: Path, network_file: Path) -> None:
         click.echo(str(exc), err=True)
         sys.exit(1)
     click.echo(summary(rule_set, network))
+
+
+@rules.command("publish")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--effective-from", default=None, metavar="ISO-8601",
+              help="Event time from which the rules apply, with zone (e.g. 2026-11-22T18:00:00+01:00). Default: the alert stage's current event time.")
+@stack_options
+@namespace_option
+def publish(file: Path, effective_from: str | None, config_file, state_dir, port_base, namespace) -> None:
+    """Validate rules FILE and publish it on the control topic: the running alert stage applies
+    it without a restart (its version must be higher than the running rules')."""
+    from alerts.stage import publish_rules
+
+    settings = make_settings(config_file, state_dir, port_base, namespace=namespace)
+    try:
+        rule_set = load_rules(file, load_network(settings.network_file))
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    publish_rules(settings, read_yaml(file), _epoch_ms(effective_from) if effective_from else None)
+    when = effective_from or "the stage's current event time"
+    click.echo(f"published rule set {rule_set.rule_set_id} v{rule_set.version} from {file}, effective from {when}")
+
+
+def _epoch_ms(text: str) -> int:
+    try:
+        t = datetime.fromisoformat(text)
+    except ValueError:
+        raise click.BadParameter(f"not ISO-8601: {text!r}", param_hint="--effective-from") from None
+    if t.tzinfo is None:
+        raise click.BadParameter(f"{text!r} has no zone offset (e.g. +01:00 or Z)", param_hint="--effective-from")
+    return int(t.timestamp() * 1000)
 
 
 def summary(rs: RuleSet, network: Network) -> str:

@@ -98,7 +98,7 @@ class Transition:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d["inputs"] = _plain(self.inputs)
+        d["inputs"] = plain(self.inputs)
         d["affected_regions"] = list(self.affected_regions)
         return d
 
@@ -195,10 +195,10 @@ class MachineState:
         return cls(keys, d.get("pending_at"), pending)
 
 
-def _plain(v: Any) -> Any:
+def plain(v: Any) -> Any:
     """Mappings and sequences as dicts and lists, so to_dict output is JSON-able."""
     if isinstance(v, Mapping):
-        return {str(k): _plain(x) for k, x in v.items()}
+        return {str(k): plain(x) for k, x in v.items()}
     if isinstance(v, (list, tuple)):
-        return [_plain(x) for x in v]
+        return [plain(x) for x in v]
     return v

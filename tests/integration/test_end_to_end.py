@@ -1,6 +1,7 @@
 """One simulated episode through the whole pipeline, on the real stack:
-devices -> Mosquitto -> bridge -> Kafka -> Flink job -> Kafka -> router -> the
-lead region's signed webhook and MQTT topic, and -> sink -> InfluxDB (Flux).
+devices -> Mosquitto -> bridge -> Kafka -> Flink job -> index stage -> alert
+stage (tier state machine) -> router -> the lead region's and the downwind
+region's signed webhooks and MQTT topics, and -> sink -> InfluxDB (Flux).
 
 Run twice: on the embedded MiniCluster and on a standalone Flink cluster
 (JobManager + TaskManager from the PyFlink distribution's scripts, `flink run`).
@@ -17,13 +18,13 @@ import pytest
 from influxdb_client import InfluxDBClient
 
 from alerts.channels import responder_keys
+from alerts.engine import EngineConfig
 from alerts.responder import ConsoleSubscriber, ResponderServer
 from alerts.routing import load_routing
+from alerts.tiers.rules import load_rules
 from connectors.normalize import normalize
-from jobs.indices import AQI_POLLUTANTS, WATER_PARAMETERS, station_index
-from jobs.tier_rules import load_tier_rules
+from jobs.indices import AQI_POLLUTANTS, station_index
 from jointwatch.services import Services
-from jointwatch.settings import REPO_ROOT
 from jointwatch.stack.flink import FlinkCluster
 from simulator.publisher import publish
 from schemas.models import validation_errors
@@ -34,7 +35,7 @@ from tests.integration.kafka_read import read_until
 pytestmark = [pytest.mark.integration, pytest.mark.flink]
 
 CONFIG = ScenarioConfig(seed=7)
-STEPS = 150  # 2.5 simulated hours: the plume turns a north station red after ~1.5 h
+STEPS = 540  # 9 simulated hours: the plume (from minute 40, for 3 h) raises, escalates and clears
 
 
 def reference_window_mean(network, station: str, parameter: str, start_ms: int, end_ms: int) -> tuple[float, int]:
@@ -51,24 +52,12 @@ def reference_window_mean(network, station: str, parameter: str, start_ms: int, 
     return float(np.mean(values)), len(values)
 
 
-def assert_index_matches_reference(s, net, alert) -> None:
-    def mine(messages) -> list:
-        return [d for _, d in messages if d["station_id"] == alert["station_id"] and d["window_end"] == alert["window_end"]]
-
-    found = mine(read_until(s.kafka_bootstrap, [namespaced(INDICES, s.namespace)], lambda m: bool(mine(m)), timeout_s=60))
-    assert len(found) == 1, found
-    index = found[0]
-    station = net.stations[alert["station_id"]]
-    kind, standard, items = ("aqi_realtime", "HJ 633", AQI_POLLUTANTS) if station.medium == "air" else ("water_class", "GB 3838", WATER_PARAMETERS)
-    assert validation_errors("index", index) == [] and index["index"] == kind and index["standard_id"].startswith(standard)
-    used = next(i for i in index["inputs"] if i["parameter"] == alert["parameter"])
-    assert used["mean"] == pytest.approx(alert["value"], rel=1e-9) and used["minutes"] == alert["window_minutes"]
-    # A red hour is at least "lightly polluted" (AQI > 100), or class V or worse for water.
-    assert index["value"] > 100 if kind == "aqi_realtime" else index["value"] >= 5
-    if station.id not in faulty_stations(net, CONFIG):
-        means = {p: reference_window_mean(net, station.id, p, alert["window_start"], alert["window_end"]) for p in items if p in station.parameters}
-        expected = station_index(station, alert["window_start"], alert["window_end"], means)
-        assert (index["value"], index["primary"]) == (expected["value"], expected["primary"])
+def assert_index_matches_reference(net, index) -> None:
+    """The published index equals one computed here from the exact payloads the devices sent."""
+    station = net.stations[index["station_id"]]
+    means = {p: reference_window_mean(net, station.id, p, index["window_start"], index["window_end"]) for p in AQI_POLLUTANTS if p in station.parameters}
+    expected = station_index(station, index["window_start"], index["window_end"], means)
+    assert (index["value"], index["primary"]) == (expected["value"], expected["primary"])
 
 
 def assert_every_reading_accounted_for(s, net) -> None:
@@ -99,8 +88,23 @@ def assert_every_reading_accounted_for(s, net) -> None:
     assert {k: got[k] for k in closed} == closed
 
 
+def alerts_of(received, kind: str, subject: str) -> list[dict]:
+    """The distinct alerts (by id, in event-time order) for one subject and kind among the deliveries."""
+    seen = {i.alert["alert_id"]: i.alert for i in received if i.alert["kind"] == kind and i.alert["subject"] == subject}
+    return sorted(seen.values(), key=lambda a: a["window_end"])
+
+
+def first_red_north(received) -> dict | None:
+    reds = [i.alert for i in received if i.alert["kind"] == "air" and i.alert["tier"] == "red" and i.alert["scope"] == "station" and i.alert["origin_region"] == "north"]
+    return min(reds, key=lambda a: (a["window_end"], a["subject"])) if reds else None
+
+
+def cleared(received, subject: str) -> bool:
+    return any(a["action"] == "clear" for a in alerts_of(received, "air", subject))
+
+
 @pytest.mark.parametrize("engine", ["embedded", "cluster"])
-def test_episode_alert_reaches_lead_region_and_influxdb(stack, engine: str) -> None:
+def test_episode_alerts_reach_lead_and_assist_regions_and_influxdb(stack, engine: str) -> None:
     s = stack.isolated()
     net = stack.network
     server = ResponderServer({}, port=0).start()
@@ -109,48 +113,63 @@ def test_episode_alert_reaches_lead_region_and_influxdb(stack, engine: str) -> N
     consoles = {r: ConsoleSubscriber.for_region(s, stack.secrets, r).start() for r in net.regions}
     cluster = FlinkCluster(s) if engine == "cluster" else None
     try:
-        with Services(s, stack.secrets, net, routing, with_job=cluster is None) as services:
+        with Services(s, stack.secrets, net, routing, with_job=cluster is None, alert_config=EngineConfig(idle_s=5.0)) as services:
             if cluster is not None:
                 cluster.start()
                 job_id = cluster.submit("--startup-mode", "earliest-offset")
             stats = publish(net, CONFIG, secrets=stack.secrets, port=s.mqtt_port, steps=STEPS, rate=3000)
             assert stats.published == stats.acked == STEPS * len(net.stations)
 
-            def red_north(items) -> bool:
-                return any(i.alert["tier"] == "red" and i.alert["origin_region"] == "north" for i in items)
+            def episode_over(items) -> bool:
+                red = first_red_north(items)
+                return red is not None and cleared(items, red["subject"])
 
-            received = server.received.wait_for(red_north, timeout=180)
-            assert red_north(received), f"no red alert reached north; services errors: {services.errors}; job alive: {services.job_alive()}"
+            received = server.received.wait_for(episode_over, timeout=240)
             if cluster is not None:
                 assert cluster.job_status(job_id) == "RUNNING"
-            alert = next(i.alert for i in received if i.alert["tier"] == "red" and i.alert["origin_region"] == "north")
+            red = first_red_north(received)
+            assert red is not None, f"no red alert reached north; services errors: {services.errors}; job alive: {services.job_alive()}"
 
-            # Both north responders got it as lead, signed (the server verifies), and nobody outside north did.
-            north_ids = {r.id for r in routing.regions["north"].responders}
+            # The origin station's episode: yellow, then red, then (after the plume) cleared, one episode id.
+            episode = alerts_of(received, "air", red["subject"])
+            actions = [(a["action"], a["tier"]) for a in episode]
+            assert actions[:2] == [("raise", "yellow"), ("escalate", "red")], actions
+            assert actions[-1] == ("clear", "green") and len({a["episode_id"] for a in episode}) == 1, actions
+            rules = load_rules(s.tier_rules_file, net)
+            north_air = rules.for_region("north").air
+            assert red["threshold"] == next(b.enter_above for b in north_air.bands if b.tier == "red") and red["value"] > red["threshold"]
+            assert red["window_end"] - red["condition_since"] >= 120 * 60_000  # AQI > 200 for 2 h
+            assert red["rule_set_id"] == rules.rule_set_id and red["rule_version"] == rules.version and red["standard"].startswith("HJ 633")
+            assert red["reason"].startswith("aqi ") and red["completeness"] >= 0.75
+
+            # Lead: both north responders, signed (the server verifies). Assist: the downwind region.
+            assert red["affected_regions"] == ["central"], red["affected_regions"]
+            expected = {(r.id, role) for region, role in (("north", "lead"), ("central", "assist")) for r in routing.regions[region].responders if role in r.roles}
             received = server.received.wait_for(
-                lambda items: {i.responder_id for i in items if i.alert["alert_id"] == alert["alert_id"]} >= north_ids, timeout=30
+                lambda items: {(i.responder_id, i.alert["delivery"]["role"]) for i in items if i.alert["alert_id"] == red["alert_id"]} >= expected, timeout=30
             )
-            assert {i.responder_id for i in received if i.alert["alert_id"] == alert["alert_id"]} == north_ids
-            assert all(i.alert["delivery"]["role"] == "lead" for i in received if i.alert["alert_id"] == alert["alert_id"])
-            north_feed = consoles["north"].messages.wait_for(lambda ms: any(m["alert_id"] == alert["alert_id"] for m in ms), timeout=30)
-            assert any(m["alert_id"] == alert["alert_id"] for m in north_feed)
+            deliveries = {(i.responder_id, i.alert["delivery"]["role"]) for i in received if i.alert["alert_id"] == red["alert_id"]}
+            assert deliveries == expected
+            for region in ("north", "central"):
+                feed = consoles[region].messages.wait_for(lambda ms: any(m["alert_id"] == red["alert_id"] for m in ms), timeout=30)
+                assert [m["delivery"]["role"] for m in feed if m["alert_id"] == red["alert_id"]] == ["lead" if region == "north" else "assist"]
             for region, console in consoles.items():
-                assert all(m["region"] == region for m in console.messages.items()), f"{region} console saw another region's alert"
+                for m in console.messages.items():
+                    assert m["delivery"]["region"] == region and region in (m["origin_region"], *m["affected_regions"]), f"{region} console saw {m}"
+            assert not any(m["alert_id"] == red["alert_id"] for m in consoles["south"].messages.items())
 
-            # The alert says why: rule, threshold, window and completeness; and the mean is right.
-            rules = load_tier_rules(REPO_ROOT / "config" / "tiers.yaml")
-            assert alert["rule_id"] == rules.rule_id and alert["threshold"] == rules.thresholds[alert["parameter"]].red
-            assert alert["window_end"] - alert["window_start"] == 3_600_000 and alert["completeness"] >= 0.75
-            assert alert["value"] > alert["threshold"]
-            if alert["station_id"] not in faulty_stations(net, CONFIG):
-                mean, n = reference_window_mean(net, alert["station_id"], alert["parameter"], alert["window_start"], alert["window_end"])
-                assert n == alert["window_minutes"]
-                assert alert["value"] == pytest.approx(mean, rel=1e-9)
+            # The alert's value is the AQI the index stage published for that window.
+            (index,) = [d for _, d in read_until(s.kafka_bootstrap, [namespaced(INDICES, s.namespace)],
+                                                 lambda m: any(d["index_id"] == red["inputs"]["index_id"] for _, d in m), timeout_s=60)
+                        if d["index_id"] == red["inputs"]["index_id"]]
+            assert validation_errors("index", index) == [] and index["value"] == red["value"] and index["station_id"] == red["subject"]
+            if red["subject"] not in faulty_stations(net, CONFIG):
+                assert_index_matches_reference(net, index)
 
             # And InfluxDB has it, queried back with Flux.
             with InfluxDBClient(url=s.influx_url, token=stack.secrets.influx_token, org="-") as client:
                 flux = f'''from(bucket: "{s.influx_db}/autogen") |> range(start: 2026-11-21T00:00:00Z, stop: 2026-11-23T00:00:00Z)
-                  |> filter(fn: (r) => r._measurement == "alert" and r._field == "alert_id" and r._value == "{alert['alert_id']}")'''
+                  |> filter(fn: (r) => r._measurement == "alert" and r._field == "alert_id" and r._value == "{red['alert_id']}")'''
                 rows = []
                 for _ in range(60):
                     rows = [rec for table in client.query_api().query(flux) for rec in table.records]
@@ -158,9 +177,7 @@ def test_episode_alert_reaches_lead_region_and_influxdb(stack, engine: str) -> N
                         break
                     services.stop.wait(1)
                 assert rows, "alert not found in InfluxDB"
-                assert rows[0].values["station_id"] == alert["station_id"] and rows[0].values["tier"] == "red"
-            # The index stage published the station's real-time AQI for the alert's hour, from the same means.
-            assert_index_matches_reference(s, net, alert)
+                assert rows[0].values["subject"] == red["subject"] and rows[0].values["tier"] == "red"
 
             # Nothing is dropped: every reading of every window the watermark has closed is
             # either counted in a one-minute aggregate or kept on the late topic.

@@ -18,6 +18,7 @@ from connectors.kafka_io import committed_offsets, encode_json, producer_config
 from jointwatch.settings import Settings
 from schemas.topics import ALERTS, READINGS_ALIGNED, READINGS_HOURLY, Topic, namespaced
 from tests.integration import background
+from tests.samples import sample_alert
 
 pytestmark = pytest.mark.integration
 
@@ -68,13 +69,10 @@ def aggregate(station: str, window: str, end: int, mean: float, **over: Any) -> 
 
 
 def alert(station: str, end: int, tier: str, previous: str, threshold: float | None) -> dict[str, Any]:
-    return {
-        "schema": "jw.alert.v1", "alert_id": f"a-{uuid.uuid4().hex[:8]}", "station_id": station, "region": "north",
-        "origin_region": "north", "affected_regions": ["central"], "medium": "air", "parameter": "pm25",
-        "tier": tier, "previous_tier": previous, "value": 160.0, "unit": "ug/m3", "threshold": threshold,
-        "rule_id": "pm25-1h", "rule_version": 2, "window_start": end - 60 * MINUTE, "window_end": end,
-        "window_minutes": 60, "completeness": 1.0,
-    }
+    return dict(sample_alert(
+        alert_id=f"a-{uuid.uuid4().hex[:8]}", subject=station, station_id=station, tier=tier, previous_tier=previous,
+        action="escalate" if tier == "red" else "clear", value=160.0, threshold=threshold, window_end=end, rule_version=2,
+    ))
 
 
 def query(settings: Settings, token: str, flux: str) -> list[dict[str, Any]]:
@@ -82,11 +80,11 @@ def query(settings: Settings, token: str, flux: str) -> list[dict[str, Any]]:
         return [record.values for table in client.query_api().query(flux, org="-") for record in table.records]
 
 
-def rows(settings: Settings, token: str, measurement: str, station: str) -> list[dict[str, Any]]:
+def rows(settings: Settings, token: str, measurement: str, station: str, tag: str = "station_id") -> list[dict[str, Any]]:
     return query(settings, token, f"""
         from(bucket: "{settings.influx_db}/autogen")
           |> range(start: -2d)
-          |> filter(fn: (r) => r._measurement == "{measurement}" and r.station_id == "{station}")
+          |> filter(fn: (r) => r._measurement == "{measurement}" and r.{tag} == "{station}")
           |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")
     """)
 
@@ -117,10 +115,10 @@ def test_aggregates_and_alerts_are_written_then_committed(stack: Any, settings: 
     assert hour["completeness"] == pytest.approx(58 / 60)
     assert (hour["region"], hour["medium"], hour["parameter"]) == ("north", "air", "pm25")
 
-    stored = sorted(rows(settings, token, "alert", station), key=lambda r: r["_time"])
+    stored = sorted(rows(settings, token, "alert", station, tag="subject"), key=lambda r: r["_time"])
     assert [(r["tier"], r["previous_tier"], r["alert_id"]) for r in stored] == [(a["tier"], a["previous_tier"], a["alert_id"]) for a in alerts]
     assert stored[0]["threshold"] == 150.0 and stored[0]["value"] == 160.0 and stored[0]["origin_region"] == "north"
-    assert stored[1].get("threshold") is None and stored[1]["rule_id"] == "pm25-1h"
+    assert stored[1].get("threshold") is None and stored[1]["rule_id"] == alerts[1]["rule_id"] and stored[1]["action"] == "clear"
 
     invalid_after = REGISTRY.get_sample_value("jw_sink_invalid_messages_total", {"topic": READINGS_ALIGNED.name})
     assert invalid_after == invalid_before + 2

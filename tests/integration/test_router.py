@@ -27,6 +27,7 @@ from jointwatch.stack.secrets import Secrets
 from schemas.topics import ALERTS, ALERTS_UNDELIVERABLE, namespaced
 from tests.integration import background
 from tests.integration.kafka_read import read_until
+from tests.samples import sample_alert
 
 pytestmark = pytest.mark.integration
 
@@ -93,16 +94,8 @@ def running(router: AlertRouter) -> AbstractContextManager[threading.Event]:
 
 
 def make_alert(**over: Any) -> dict[str, Any]:
-    now = int(time.time()) * 1000
-    alert = {
-        "schema": "jw.alert.v1", "alert_id": f"a-{uuid.uuid4().hex[:12]}", "station_id": "n-a03", "region": "north",
-        "origin_region": "north", "affected_regions": ["north", "central"], "medium": "air", "parameter": "pm25",
-        "tier": "red", "previous_tier": "yellow", "value": 182.0, "unit": "ug/m3", "threshold": 150.0,
-        "rule_id": "pm25-1h", "rule_version": 1, "window_start": now - 3_600_000, "window_end": now,
-        "window_minutes": 60, "completeness": 1.0,
-    }
-    alert.update(over)
-    return alert
+    """A fresh alert (unique id, current window) led by north with central assisting."""
+    return dict(sample_alert(**{"alert_id": f"a-{uuid.uuid4().hex[:12]}", "window_end": int(time.time()) * 1000, **over}))
 
 
 def for_responder(rid: str) -> Any:

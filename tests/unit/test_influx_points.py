@@ -7,8 +7,9 @@ from typing import Any
 import pytest
 
 from connectors.influx_sink import aggregate_point, alert_point, to_point
-from schemas.models import Aggregate, Alert, validation_errors
+from schemas.models import Aggregate, validation_errors
 from schemas.topics import ALERTS, READINGS_ALIGNED, READINGS_HOURLY
+from tests.samples import sample_alert
 
 WINDOW_END = 1_767_225_600_000  # 2026-01-01T00:00:00Z in ms
 
@@ -22,19 +23,6 @@ def make_aggregate(**over: Any) -> Aggregate:
     }
     doc.update(over)
     assert validation_errors("aggregate", doc) == []
-    return doc  # type: ignore[return-value]
-
-
-def make_alert(**over: Any) -> Alert:
-    doc: dict[str, Any] = {
-        "schema": "jw.alert.v1", "alert_id": "a-1", "station_id": "n-a03", "region": "north",
-        "origin_region": "north", "affected_regions": ["central"], "medium": "air", "parameter": "pm25",
-        "tier": "red", "previous_tier": "yellow", "value": 182.0, "unit": "ug/m3", "threshold": 150.0,
-        "rule_id": "pm25-1h", "rule_version": 3, "window_start": WINDOW_END - 3_600_000, "window_end": WINDOW_END,
-        "window_minutes": 60, "completeness": 1.0,
-    }
-    doc.update(over)
-    assert validation_errors("alert", doc) == []
     return doc  # type: ignore[return-value]
 
 
@@ -54,22 +42,23 @@ def test_integral_json_numbers_stay_float_fields() -> None:
 
 
 def test_alert_point() -> None:
-    assert alert_point(make_alert()).to_line_protocol() == (
-        "alert,origin_region=north,parameter=pm25,region=north,rule_id=pm25-1h,station_id=n-a03,tier=red "
-        'alert_id="a-1",completeness=1,previous_tier="yellow",rule_version=3i,threshold=150,value=182 '
+    assert alert_point(sample_alert(window_end=WINDOW_END)).to_line_protocol() == (
+        "alert,indicator=aqi,kind=air,origin_region=north,region=north,rule_id=jw-tiers/north/air/aqi,scope=station,subject=n-a03,tier=red "
+        'action="escalate",affected_regions="central",alert_id="a-1",completeness=1,episode_id="a-0",previous_tier="yellow",'
+        'reason="aqi 212 > 200 for 61 obs / 120 min",rule_version=1i,threshold=200,value=212 '
         f"{WINDOW_END}"
     )
 
 
 def test_clear_has_no_threshold_field() -> None:
-    line = alert_point(make_alert(tier="green", previous_tier="red", threshold=None)).to_line_protocol()
-    assert "threshold" not in line and ",tier=green " in line
+    line = alert_point(sample_alert(window_end=WINDOW_END, tier="green", previous_tier="red", threshold=None, value=None)).to_line_protocol()
+    assert "threshold" not in line and "value" not in line and ",tier=green " in line
 
 
 def test_to_point_routes_by_topic_and_validates() -> None:
     assert to_point(READINGS_ALIGNED, make_aggregate(window="1m")).to_line_protocol().startswith("aggregate,")
     assert to_point(READINGS_HOURLY, make_aggregate()).to_line_protocol().startswith("aggregate,")
-    assert to_point(ALERTS, make_alert()).to_line_protocol().startswith("alert,")
+    assert to_point(ALERTS, sample_alert(window_end=WINDOW_END)).to_line_protocol().startswith("alert,")
     with pytest.raises(ValueError, match="not a valid alert"):
         to_point(ALERTS, make_aggregate())
     with pytest.raises(ValueError, match="mean"):

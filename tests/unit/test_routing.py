@@ -11,8 +11,8 @@ import yaml
 from alerts.routing import Delivery, Routing, load_routing, plan_deliveries, unrouted_regions
 from jointwatch.settings import REPO_ROOT
 from schemas.errors import ConfigError
-from schemas.models import Alert, validation_errors
 from schemas.network import load_network
+from tests.samples import sample_alert
 
 REGIONS = ("north", "central", "south")
 
@@ -33,19 +33,6 @@ def write(tmp_path: Path, doc: Any) -> Path:
 
 def load(tmp_path: Path, doc: Any, env: dict[str, str] | None = None) -> Routing:
     return load_routing(write(tmp_path, doc), REGIONS, env or {})
-
-
-def make_alert(**over: Any) -> Alert:
-    alert: dict[str, Any] = {
-        "schema": "jw.alert.v1", "alert_id": "a-1", "station_id": "n-a03", "region": "north",
-        "origin_region": "north", "affected_regions": ["north", "central"], "medium": "air",
-        "parameter": "pm25", "tier": "red", "previous_tier": "yellow", "value": 182.0, "unit": "ug/m3",
-        "threshold": 150.0, "rule_id": "pm25-1h", "rule_version": 1, "window_start": 0,
-        "window_end": 3_600_000, "window_minutes": 60, "completeness": 1.0,
-    }
-    alert.update(over)
-    assert validation_errors("alert", alert) == []
-    return alert  # type: ignore[return-value]
 
 
 # --- loading -----------------------------------------------------------------------------
@@ -141,7 +128,7 @@ def webhooks(plan: list[Delivery]) -> set[tuple[str, str, str | None]]:
 
 
 def test_origin_leads_and_affected_assist(routing: Routing) -> None:
-    plan = plan_deliveries(make_alert(), routing)
+    plan = plan_deliveries(sample_alert(), routing)
     assert [(d.region, d.role, d.target) for d in plan if d.channel == "mqtt"] == [
         ("north", "lead", "jw/v1/alerts/north"),
         ("central", "assist", "jw/v1/alerts/central"),
@@ -153,31 +140,31 @@ def test_origin_leads_and_affected_assist(routing: Routing) -> None:
 
 
 def test_min_tier_filters_webhooks_but_not_the_mqtt_feed(routing: Routing) -> None:
-    plan = plan_deliveries(make_alert(tier="yellow", previous_tier="green", threshold=75.0), routing)
+    plan = plan_deliveries(sample_alert(tier="yellow", previous_tier="green", threshold=75.0), routing)
     assert webhooks(plan) == {("north", "lead", "n-duty"), ("central", "assist", "c-duty")}
     assert {d.region for d in plan if d.channel == "mqtt"} == {"north", "central"}
 
 
 def test_green_raise_only_reaches_green_subscribers(tmp_path: Path, routing: Routing) -> None:
     # green -> green cannot happen, so use a south-origin alert to see the green responder.
-    plan = plan_deliveries(make_alert(origin_region="south", affected_regions=[], tier="yellow", previous_tier="green"), routing)
+    plan = plan_deliveries(sample_alert(origin_region="south", affected_regions=[], tier="yellow", previous_tier="green"), routing)
     assert webhooks(plan) == {("south", "lead", "s-duty")}
 
 
 def test_clear_reaches_everyone_who_got_the_raise(routing: Routing) -> None:
-    raise_ = plan_deliveries(make_alert(tier="red", previous_tier="yellow"), routing)
-    clear = plan_deliveries(make_alert(tier="green", previous_tier="red", threshold=None), routing)
+    raise_ = plan_deliveries(sample_alert(tier="red", previous_tier="yellow"), routing)
+    clear = plan_deliveries(sample_alert(tier="green", previous_tier="red", threshold=None), routing)
     assert webhooks(clear) == webhooks(raise_)
-    step_down = plan_deliveries(make_alert(tier="yellow", previous_tier="red"), routing)
+    step_down = plan_deliveries(sample_alert(tier="yellow", previous_tier="red"), routing)
     assert ("north", "lead", "n-cmd") in webhooks(step_down)
 
 
 def test_origin_listed_as_affected_and_duplicates_are_planned_once(routing: Routing) -> None:
-    plan = plan_deliveries(make_alert(affected_regions=["central", "north", "central"]), routing)
+    plan = plan_deliveries(sample_alert(affected_regions=["central", "north", "central"]), routing)
     assert [(d.region, d.role) for d in plan if d.channel == "mqtt"] == [("north", "lead"), ("central", "assist")]
 
 
 def test_unknown_regions_are_reported_not_planned(routing: Routing) -> None:
-    alert = make_alert(affected_regions=["central", "atlantis"])
+    alert = sample_alert(affected_regions=["central", "atlantis"])
     assert unrouted_regions(alert, routing) == ["atlantis"]
     assert "atlantis" not in {d.region for d in plan_deliveries(alert, routing)}

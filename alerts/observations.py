@@ -1,0 +1,83 @@
+"""Between the streams and the state machine: indices in, observations out;
+transitions in, alert records out. Pure, so the stage, replay and tests agree.
+
+Which index feeds which state-machine key:
+- aqi_realtime (rolling 1-h means, every minute)  -> air / aqi
+- water_class (per clock hour)                     -> water / class
+- water_class_realtime (rolling 1-h means)         -> water / <parameter> (acute jumps)
+- every real-time index                            -> health / no-data (valid data or not)
+aqi_hourly and aqi_daily are published and stored, not alerted on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from alerts.tiers.model import CLASS_INDICATOR, HEALTH_INDICATOR, Observation, Transition, plain
+from schemas.models import Alert, Index
+
+AIR_INDICATOR = "aqi"
+REALTIME_INDICES = ("aqi_realtime", "water_class_realtime")
+
+
+def observations(index: Index) -> list[Observation]:
+    """The state-machine observations one index record stands for (possibly none)."""
+    kind = index["index"]
+    common = {"subject": index["station_id"], "region": index["region"], "window_start": index["window_start"], "window_end": index["window_end"]}
+    out: list[Observation] = []
+    if kind == "aqi_realtime":
+        out.append(Observation(kind="air", indicator=AIR_INDICATOR, value=_value(index), completeness=_completeness(index),
+                               standard=index["standard_id"], inputs=_provenance(index), **common))
+    elif kind == "water_class":
+        out.append(Observation(kind="water", indicator=CLASS_INDICATOR, value=_value(index), completeness=_completeness(index),
+                               standard=index["standard_id"], inputs=_provenance(index), **common))
+    elif kind == "water_class_realtime":
+        for item in index["inputs"]:
+            out.append(Observation(kind="water", indicator=item["parameter"], value=float(item["mean"]) if item["valid"] else None,
+                                   completeness=min(1.0, float(item["completeness"])), standard="",
+                                   inputs={"index_id": index["index_id"], "index": kind, "input": dict(item)}, **common))
+    if kind in REALTIME_INDICES:
+        # a point in time, like the heartbeats: "data is flowing at this minute" (the rolling hour
+        # behind it would make a station that just came back look as if it had reported for an hour)
+        out.append(Observation(kind="health", indicator=HEALTH_INDICATOR, value=None if index["insufficient_data"] else 1.0,
+                               completeness=_completeness(index), standard="", inputs={"index_id": index["index_id"], "index": kind},
+                               **{**common, "window_start": index["window_end"]}))
+    return out
+
+
+def _value(index: Index) -> float | None:
+    return None if index["insufficient_data"] or index["value"] is None else float(index["value"])
+
+
+def _completeness(index: Index) -> float:
+    # The least complete of the inputs the value rests on: a conservative account of the window.
+    valid = [float(i["completeness"]) for i in index["inputs"] if i["valid"]]
+    return min(1.0, min(valid)) if valid else 0.0
+
+
+def _provenance(index: Index) -> dict[str, Any]:
+    return {
+        "index_id": index["index_id"], "index": index["index"], "standard_id": index["standard_id"], "label": index["label"],
+        "primary": list(index["primary"]), "reason": index["reason"], "inputs": [dict(i) for i in index["inputs"]],
+        "wind": index.get("wind"),
+    }
+
+
+def alert_record(t: Transition) -> Alert:
+    """The jw.alert.v2 record of a transition."""
+    d: dict[str, Any] = t.to_dict()
+    return {"schema": "jw.alert.v2", "station_id": t.subject if t.scope == "station" else None, **d}  # type: ignore[typeddict-item]
+
+
+def observation_to_dict(obs: Observation) -> dict[str, Any]:
+    return {
+        "subject": obs.subject, "region": obs.region, "kind": obs.kind, "indicator": obs.indicator,
+        "window_start": obs.window_start, "window_end": obs.window_end, "value": obs.value,
+        "completeness": obs.completeness, "standard": obs.standard, "inputs": plain(obs.inputs), "scope": obs.scope,
+    }
+
+
+def observation_from_dict(d: Mapping[str, Any]) -> Observation:
+    return Observation(**d)
+
