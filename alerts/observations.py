@@ -5,7 +5,7 @@ Which index feeds which state-machine key:
 - aqi_realtime (rolling 1-h means, every minute)  -> air / aqi
 - water_class (per clock hour)                     -> water / class
 - water_class_realtime (rolling 1-h means)         -> water / <parameter> (acute jumps)
-- every real-time index                            -> health / no-data (valid data or not)
+- every real-time index                            -> health / no-data (valid data this minute)
 aqi_hourly and aqi_daily are published and stored, not alerted on.
 """
 
@@ -38,9 +38,11 @@ def observations(index: Index) -> list[Observation]:
                                    completeness=min(1.0, float(item["completeness"])), standard="",
                                    inputs={"index_id": index["index_id"], "index": kind, "input": dict(item)}, **common))
     if kind in REALTIME_INDICES:
-        # a point in time, like the heartbeats: "data is flowing at this minute" (the rolling hour
-        # behind it would make a station that just came back look as if it had reported for an hour)
-        out.append(Observation(kind="health", indicator=HEALTH_INDICATOR, value=None if index["insufficient_data"] else 1.0,
+        # The job emits a real-time index only for a minute in which the station had valid readings,
+        # so the record itself says "valid data at this minute" (its value may still be insufficient
+        # for an index: the first 45 minutes of a station are). A point in time, like the heartbeats:
+        # the rolling hour behind it would make a station that just came back look an hour old.
+        out.append(Observation(kind="health", indicator=HEALTH_INDICATOR, value=1.0,
                                completeness=_completeness(index), standard="", inputs={"index_id": index["index_id"], "index": kind},
                                **{**common, "window_start": index["window_end"]}))
     return out

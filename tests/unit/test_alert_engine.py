@@ -148,7 +148,7 @@ def test_observations_of_each_index_kind() -> None:
     assert [(o.kind, o.indicator, o.value) for o in air] == [("air", "aqi", 120.0), ("health", "no-data", 1.0)]
     assert air[0].inputs["wind"]["from_deg"] == 10.0
     none = observations(aqi_index("n-a01", 5, None))
-    assert [(o.kind, o.value) for o in none] == [("air", None), ("health", None)]
+    assert [(o.kind, o.value) for o in none] == [("air", None), ("health", 1.0)]  # data flowed, too little for an index
     water = observations(water_rt_index("n-w01", 5, 0.4))
     assert [(o.kind, o.indicator, o.value) for o in water] == [("water", "nh3n", 0.4), ("health", "no-data", 1.0)]
     hourly = {**water_rt_index("n-w01", 60, 0.4), "index": "water_class", "value": 4}
