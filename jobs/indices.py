@@ -50,10 +50,20 @@ _EXPECTED = {"minutes": 60, "hours": 24, "8h-means": O3_8H_MAX_WINDOW_H}
 _ITEM_SUFFIX: dict[str, str] = {"1h": "1h", "24h": "24h", "8h": "8h", "1h-max": "1h", "8h-max": "8h"}  # averaging -> HJ 633 table
 
 
+def denoise(x: float) -> float:
+    """`x` without float noise below 10 significant digits (far below any instrument's resolution).
+
+    The job's rolling sums add and retract values (Flink bounded OVER windows), so a mean ends a few
+    ulps off a fresh sum; HJ 633 rounds sub-indices up, so a mean that is exactly on an integer index
+    in decimal arithmetic (PM2.5 218.0 -> 268) would otherwise come out one point higher (269).
+    """
+    return float(f"{x:.10g}")
+
+
 def make_input(parameter: str, averaging: Averaging, mean: float, count: int, unit: str, needed: int, expected: int | None = None) -> IndexInput:
     """One input entry: the value used, how much data it stands on, and whether that meets the rule."""
     return {
-        "parameter": parameter, "averaging": averaging, "mean": float(mean), "count": int(count),
+        "parameter": parameter, "averaging": averaging, "mean": denoise(mean), "count": int(count),
         "count_unit": unit,  # type: ignore[typeddict-item]
         "completeness": int(count) / (expected or _EXPECTED[unit]), "valid": int(count) >= needed,
     }

@@ -89,6 +89,14 @@ def test_incomplete_hours_do_not_count_and_none_left_means_insufficient_data() -
     valid(nothing)
 
 
+@pytest.mark.parametrize("noisy", [218.0, math.nextafter(218.0, 0), math.nextafter(218.0, 300), 217.99999999999997, 218.00000000000003])
+def test_float_noise_of_running_sums_does_not_move_the_rounded_up_index(noisy: float) -> None:
+    # HJ 633-2026 PM2.5 1-h 218 in 150..250 -> 200 + 68 * 100 / 100 = 268 exactly; ceil must not make 218 + 1 ulp a 269.
+    idx = station_index(AIR, END - HOUR, END, {"pm25": (noisy, 60)})
+    assert idx["value"] == 268 and idx["inputs"][0]["mean"] == 218.0
+    assert station_index(AIR, END - HOUR, END, {"pm25": (218.001, 60)})["value"] == 269  # a real difference still counts
+
+
 def test_water_class_is_set_by_the_worst_parameter() -> None:
     means = {p: (v, 60) for p, v in {"ph": 7.5, "do": 6.5, "codmn": 3.0, "nh3n": 1.2, "tp": 0.15}.items()}
     idx = station_index(WATER, END - HOUR, END, means)
