@@ -52,7 +52,7 @@ def ensure_topics(bootstrap: str, topics: Iterable[Topic] = ALL_TOPICS, namespac
     wanted = {namespaced(t, namespace): t for t in topics}
     existing = set(admin.list_topics(timeout=timeout_s).topics)
     missing = [
-        NewTopic(name, num_partitions=t.partitions, replication_factor=1, config=_topic_config(t))
+        NewTopic(name, num_partitions=t.partitions, replication_factor=1, config=topic_config(t))
         for name, t in wanted.items()
         if name not in existing
     ]
@@ -68,7 +68,7 @@ def ensure_topics(bootstrap: str, topics: Iterable[Topic] = ALL_TOPICS, namespac
     return created
 
 
-def _topic_config(t: Topic) -> dict[str, str]:
+def topic_config(t: Topic) -> dict[str, str]:
     config = {"cleanup.policy": "compact"} if t.compacted else {}
     if t.max_message_bytes:
         config["max.message.bytes"] = str(t.max_message_bytes)

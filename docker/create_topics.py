@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
+from connectors.kafka_io import topic_config  # noqa: E402
 from schemas.topics import ALL_TOPICS, namespaced  # noqa: E402
 
 
@@ -35,9 +36,7 @@ def main() -> None:
         name = namespaced(t, args.namespace)
         if name in existing:
             continue
-        config = {"min.insync.replicas": str(args.min_insync_replicas)}
-        if t.compacted:
-            config["cleanup.policy"] = "compact"
+        config = {"min.insync.replicas": str(args.min_insync_replicas), **topic_config(t)}
         new.append(NewTopic(name, num_partitions=t.partitions, replication_factor=args.replication_factor, config=config))
     for name, future in (admin.create_topics(new, operation_timeout=60).items() if new else []):
         future.result()

@@ -24,7 +24,7 @@ RUN mkdir -p deps/flink /opt/flink/checkpoints \
  && ln -s /opt/flink/lib/flink-sql-connector-kafka-4.0.1-2.0.jar deps/flink/ \
  && chown flink:flink /opt/flink/checkpoints
 
-# Only what the job imports: jobs/ (SQL builders, tier rules), schemas/ and config/tiers.yaml.
+# Only what the job imports: jobs/ (SQL builders), schemas/ and config/.
 COPY jobs/ jobs/
 COPY schemas/ schemas/
 COPY config/ config/

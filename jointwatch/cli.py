@@ -149,7 +149,7 @@ def alert_stage_cmd(config_file, state_dir, port_base, namespace, rules_file, me
 
 @main.group()
 def job() -> None:
-    """The Flink alignment + alert job."""
+    """The Flink alignment job (event-time windows, station hours)."""
 
 
 @job.command("run", context_settings={"ignore_unknown_options": True})
