@@ -53,6 +53,7 @@ def aggregate_point(agg: Aggregate) -> Point:
         .field("min", float(agg["min"]))
         .field("max", float(agg["max"]))
         .field("count", int(agg["count"]))
+        .field("duplicates", int(agg["duplicates"]))
         .field("minutes", int(agg["minutes"]))
         .field("completeness", float(agg["completeness"]))
         .time(agg["window_end"], WritePrecision.MS)

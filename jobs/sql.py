@@ -91,6 +91,7 @@ AGGREGATE_COLUMNS = """
   `min` DOUBLE,
   `max` DOUBLE,
   `count` BIGINT,
+  duplicates BIGINT,
   minutes BIGINT,
   completeness DOUBLE"""
 
@@ -142,15 +143,29 @@ WHERE ts <= CURRENT_WATERMARK(ts)"""
 # One-minute tumbling means per station and parameter, from valid (status N or S) readings.
 # Wind direction is an angle: its mean is the mean unit vector, so each wind_dir reading also
 # contributes sin/cos (null for every other parameter), per reading in the JVM.
+# Duplicates (a gateway re-sending after a reconnect) are the same station, parameter and
+# event time: each counts once, with the number of copies kept, so the one-minute record says
+# how many were dropped as duplicates. Conflicting copies (same time, different value) keep
+# the smallest value (order-independent, so replays agree). Event-time windows throughout:
+# no processing-time state, nothing to expire.
+DISTINCT_VIEW = """
+CREATE TEMPORARY VIEW distinct_readings AS
+SELECT station_id, region, medium, `parameter`, unit, window_time AS d_time, event_time,
+       MIN(`value`) AS `value`, COUNT(*) AS copies
+FROM TABLE(TUMBLE(TABLE on_time, DESCRIPTOR(ts), INTERVAL '1' MINUTE))
+WHERE status IN ('N', 'S')  -- HJ 212: only normal and manually entered values are valid
+GROUP BY station_id, region, medium, `parameter`, unit, window_start, window_end, window_time, event_time"""
+
+# One-minute means per station and parameter of the distinct valid readings (a cascaded
+# window: the same minute, on the first level's window time).
 MINUTE_VIEW = f"""
 CREATE TEMPORARY VIEW minute_means AS
 SELECT station_id, region, medium, `parameter`, unit,
        window_start AS m_start, window_end AS m_end, window_time AS m_time,
-       SUM(`value`) AS vsum, MIN(`value`) AS vmin, MAX(`value`) AS vmax, COUNT(*) AS cnt,
+       SUM(`value`) AS vsum, MIN(`value`) AS vmin, MAX(`value`) AS vmax, COUNT(*) AS cnt, SUM(copies) - COUNT(*) AS dups,
        SUM(CASE WHEN `parameter` = '{WIND_DIR}' THEN SIN(RADIANS(`value`)) END) AS sin_sum,
        SUM(CASE WHEN `parameter` = '{WIND_DIR}' THEN COS(RADIANS(`value`)) END) AS cos_sum
-FROM TABLE(TUMBLE(TABLE on_time, DESCRIPTOR(ts), INTERVAL '1' MINUTE))
-WHERE status IN ('N', 'S')  -- HJ 212: only normal and manually entered values are valid
+FROM TABLE(TUMBLE(TABLE distinct_readings, DESCRIPTOR(d_time), INTERVAL '1' MINUTE))
 GROUP BY station_id, region, medium, `parameter`, unit, window_start, window_end, window_time"""
 
 # Rolling hour ending at each minute a station reports: an event-time OVER window on the
@@ -160,7 +175,7 @@ CREATE TEMPORARY VIEW rolling_means AS
 SELECT station_id, region, medium, `parameter`, unit,
        m_end - INTERVAL '60' MINUTE AS window_start, m_end AS window_end, m_time AS window_time,
        SUM(vsum) OVER w / SUM(cnt) OVER w AS mean, MIN(vmin) OVER w AS vmin, MAX(vmax) OVER w AS vmax,
-       SUM(cnt) OVER w AS cnt, COUNT(*) OVER w AS minutes
+       SUM(cnt) OVER w AS cnt, SUM(dups) OVER w AS dups, COUNT(*) OVER w AS minutes
 FROM minute_means
 WINDOW w AS (PARTITION BY station_id, `parameter` ORDER BY m_time RANGE BETWEEN INTERVAL '59' MINUTE PRECEDING AND CURRENT ROW)"""
 
@@ -328,9 +343,9 @@ FROM clock_days"""
 def insert_aggregates(view: str, sink: str, label: str, bounds: tuple[str, str], mean: str, minutes_expr: str, window_minutes: int) -> str:
     return f"""
 INSERT INTO {sink}
-SELECT 'jw.aggregate.v1', station_id, region, medium, `parameter`, unit, '{label}',
+SELECT 'jw.aggregate.v2', station_id, region, medium, `parameter`, unit, '{label}',
        {_epoch_ms(bounds[0])}, {_epoch_ms(bounds[1])},
-       {mean}, vmin, vmax, cnt,
+       {mean}, vmin, vmax, cnt, dups,
        {minutes_expr}, CAST({minutes_expr} AS DOUBLE) / {window_minutes}
 FROM {view}"""
 
@@ -340,7 +355,7 @@ OUTPUTS = ("late", "aligned", "rolling", "station_hours", "station_clock_hours")
 
 def statements(opts: JobOptions, outputs: tuple[str, ...] = OUTPUTS) -> tuple[list[str], list[str]]:
     """(DDL and views to execute first, INSERTs to run together as one job) for the chosen outputs."""
-    ddl = [source_ddl(opts), *sink_ddls(opts), ON_TIME_VIEW, MINUTE_VIEW, ROLLING_VIEW,
+    ddl = [source_ddl(opts), *sink_ddls(opts), ON_TIME_VIEW, DISTINCT_VIEW, MINUTE_VIEW, ROLLING_VIEW,
            *_station_views(INDEX_PARAMETERS), *_clock_views(INDEX_PARAMETERS)]
     inserts = {
         "late": INSERT_LATE,

@@ -45,7 +45,7 @@ class Reading(TypedDict):
 
 
 class Aggregate(TypedDict):
-    schema: Literal["jw.aggregate.v1"]
+    schema: Literal["jw.aggregate.v2"]
     station_id: str
     region: str
     medium: Literal["air", "water"]
@@ -58,6 +58,7 @@ class Aggregate(TypedDict):
     min: float
     max: float
     count: int
+    duplicates: int
     minutes: int
     completeness: float
 
@@ -200,7 +201,7 @@ class TierRulesUpdate(TypedDict):
 SCHEMA_FILES: dict[str, str] = {
     "device_payload": "device_payload.v1.schema.json",
     "reading": "reading.v1.schema.json",
-    "aggregate": "aggregate.v1.schema.json",
+    "aggregate": "aggregate.v2.schema.json",
     "late_reading": "late_reading.v1.schema.json",
     "dead_letter": "dead_letter.v1.schema.json",
     "index": "index.v2.schema.json",

@@ -81,7 +81,7 @@ def assert_every_reading_accounted_for(s, net) -> set[tuple[str, str, int]]:
         for topic, d in messages[done:]:
             if topic == aligned_topic:
                 key = (d["station_id"], d["parameter"], d["window_start"] // 60_000)
-                got[key] += d["count"]
+                got[key] += d["count"] + d["duplicates"]
             else:
                 assert validation_errors("late_reading", d) == [] and d["late_by_ms"] <= 0
                 key = (d["station_id"], d["parameter"], d["event_time"] // 60_000)

@@ -59,9 +59,9 @@ def wait_until(condition: Any, timeout: float, what: str) -> Any:
 def aggregate(station: str, window: str, end: int, mean: float, **over: Any) -> dict[str, Any]:
     span = MINUTE if window == "1m" else 60 * MINUTE
     doc = {
-        "schema": "jw.aggregate.v1", "station_id": station, "region": "north", "medium": "air", "parameter": "pm25",
+        "schema": "jw.aggregate.v2", "station_id": station, "region": "north", "medium": "air", "parameter": "pm25",
         "unit": "ug/m3", "window": window, "window_start": end - span, "window_end": end, "mean": mean,
-        "min": mean - 1, "max": mean + 1, "count": 4, "minutes": 1 if window == "1m" else 58,
+        "min": mean - 1, "max": mean + 1, "count": 4, "duplicates": 0, "minutes": 1 if window == "1m" else 58,
         "completeness": 1.0 if window == "1m" else 58 / 60,
     }
     doc.update(over)

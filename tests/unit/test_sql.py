@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from jobs.sql import (
+    DISTINCT_VIEW,
     MINUTE_VIEW,
     OUTPUTS,
     ROLLING_VIEW,
@@ -95,7 +96,9 @@ def test_event_time_is_the_watermarked_reading_time_through_both_views() -> None
     ddl = source_ddl(JobOptions(bootstrap="b:1"))
     assert re.search(r"ts AS TO_TIMESTAMP_LTZ\(event_time, 3\)", ddl)
     assert re.search(r"WATERMARK FOR ts\b", ddl)
-    assert re.search(r"TUMBLE\(TABLE on_time, DESCRIPTOR\(ts\)", MINUTE_VIEW)
+    assert re.search(r"TUMBLE\(TABLE on_time, DESCRIPTOR\(ts\)", DISTINCT_VIEW)
+    assert re.search(r"window_time AS d_time", DISTINCT_VIEW)
+    assert re.search(r"TUMBLE\(TABLE distinct_readings, DESCRIPTOR\(d_time\)", MINUTE_VIEW)
     assert re.search(r"window_time AS m_time", MINUTE_VIEW)
     # rolling_means.window_time (what downstream event-time operators would order by) is the minute's event time:
     # either a HOP window over m_time, or an OVER window ordered by m_time that passes it on.
@@ -105,6 +108,15 @@ def test_event_time_is_the_watermarked_reading_time_through_both_views() -> None
     over = re.search(r"\bm_time AS window_time\b", ROLLING_VIEW)
     assert hop or over, ROLLING_VIEW
     assert all(col == "m_time" for col in re.findall(r"ORDER BY (\w+)", ROLLING_VIEW)), ROLLING_VIEW
+
+
+def test_duplicates_count_once_per_station_parameter_and_event_time() -> None:
+    group = re.search(r"GROUP BY (.*)$", DISTINCT_VIEW).group(1)
+    assert [c.strip() for c in group.split(",")][-1] == "event_time" and "station_id" in group and "`parameter`" in group
+    assert "COUNT(*) AS copies" in DISTINCT_VIEW and "MIN(`value`) AS `value`" in DISTINCT_VIEW
+    assert "WHERE status IN ('N', 'S')" in DISTINCT_VIEW  # validity before counting copies
+    assert "COUNT(*) AS cnt, SUM(copies) - COUNT(*) AS dups" in MINUTE_VIEW
+    assert "SUM(dups) OVER w AS dups" in ROLLING_VIEW
 
 
 def test_quotes_in_values_are_escaped() -> None:
@@ -127,7 +139,7 @@ def test_statements_create_every_table_before_the_inserts_that_use_them() -> Non
     created = [m.group(1) for d in ddl for m in [re.search(r"CREATE (?:TEMPORARY VIEW|TABLE) (\w+)", d)] if m]
     assert created == [
         "readings", "late_sink", "aligned_sink", "rolling_sink", "station_hours_sink", "station_clock_hours_sink",
-        "on_time", "minute_means", "rolling_means", "station_minutes", "station_hours",
+        "on_time", "distinct_readings", "minute_means", "rolling_means", "station_minutes", "station_hours",
         "clock_hours", "clock_o3_8h", "clock_o3_max", "clock_days",
     ]
     targets = [re.match(r"\s*INSERT INTO (\w+)", i).group(1) for i in inserts]
@@ -253,10 +265,10 @@ Reading = tuple[str, str, int, float, str]  # station, parameter, event time (ms
 def run_views(readings: Iterable[Reading]) -> sqlite3.Connection:
     db = sqlite3.connect(":memory:")
     db.create_function("CURRENT_WATERMARK", 1, lambda ts: None, deterministic=True)
-    db.execute("CREATE TABLE readings (station_id, region, medium, `parameter`, `value` REAL, unit, status, ts INTEGER)")
+    db.execute("CREATE TABLE readings (station_id, region, medium, `parameter`, `value` REAL, unit, status, ts INTEGER, event_time INTEGER)")
     db.executemany(
-        "INSERT INTO readings VALUES (?, 'north', ?, ?, ?, 'u', ?, ?)",
-        [(s, "water" if p in ("nh3n", "do") else "air", p, v, status, t) for s, p, t, v, status in readings],
+        "INSERT INTO readings VALUES (?, 'north', ?, ?, ?, 'u', ?, ?, ?)",
+        [(s, "water" if p in ("nh3n", "do") else "air", p, v, status, t, t) for s, p, t, v, status in readings],
     )
     for sql in views().values():
         db.execute(as_sqlite(sql))
@@ -387,3 +399,20 @@ def test_late_readings_are_split_off_with_the_complementary_predicate() -> None:
     assert "CURRENT_WATERMARK(ts) IS NULL OR ts > CURRENT_WATERMARK(ts)" in ON_TIME_VIEW
     assert re.search(r"WHERE ts <= CURRENT_WATERMARK\(ts\)\s*$", INSERT_LATE)
     assert "'behind_watermark'" in INSERT_LATE
+
+
+def test_resent_readings_count_once_and_are_reported_as_duplicates() -> None:
+    readings: list[Reading] = []
+    for m in range(3):
+        t = T0 + m * MINUTE + 5_000
+        readings += [("a1", "pm25", t, 10.0 + m, "N"), ("a1", "pm25", t + 20_000, 20.0 + m, "N")]
+    readings += [("a1", "pm25", T0 + 5_000, 10.0, "N")] * 3  # a gateway re-sends minute 0's first reading three times
+    readings += [("a1", "pm25", T0 + MINUTE + 25_000, 20.0, "N"), ("a1", "pm25", T0 + MINUTE + 25_000, 22.0, "N")]  # conflicting copies of 21.0
+    readings += [("a1", "pm25", T0 + 2 * MINUTE + 5_000, 12.0, "F")]  # an invalid copy is not a duplicate of a valid reading
+    db = run_views(readings)
+    got = {r["m_start"]: (r["cnt"], r["dups"], r["vsum"]) for r in rows(db, "SELECT * FROM minute_means WHERE station_id = 'a1'")}
+    assert got == {
+        T0: (2, 3, 10.0 + 20.0),
+        T0 + MINUTE: (2, 2, 11.0 + 20.0),  # one reading at +25 s, the smallest of its three values
+        T0 + 2 * MINUTE: (2, 0, 12.0 + 22.0),
+    }
