@@ -1,11 +1,16 @@
 """Device payload -> readings: validation and normalisation, pure (no I/O).
 
-The bridge calls `normalize` once per MQTT message. The checks mirror
+The bridge calls `normalize_message` once per MQTT message. The checks mirror
 schemas/device_payload.v1.schema.json by hand because jsonschema costs ~100 µs a
 message on this hot path; tests/unit/test_normalize.py checks both agree.
 A message is the unit of acceptance: any violation dead-letters the whole
 message (with every reason found), so nothing is half-ingested and the
 original bytes stay replayable from the dead-letter topic.
+
+With a `ClockSkew` (connectors/clock_skew.py), each accepted message is also one sample
+of its device's clock offset against the reference time (the payload's gw_ts, else the
+bridge's receive time), and event times are corrected per device. Only accepted messages
+reach the estimator, so garbage never moves a device's clock estimate.
 """
 
 from __future__ import annotations
@@ -17,7 +22,8 @@ from datetime import datetime, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from schemas.models import Reading
+from connectors.clock_skew import ClockSkew
+from schemas.models import DeviceHealth, Reading
 from schemas.network import ID_PATTERN, Network
 from schemas.parameters import PARAMETERS
 
@@ -99,8 +105,17 @@ def _check_shape(doc: Any) -> list[str]:
     return errors
 
 
-def normalize(topic: str, payload: bytes, network: Network, received_at_ms: int) -> list[Reading]:
-    """Validate one MQTT message and explode it into readings, or raise Rejected."""
+def normalize(topic: str, payload: bytes, network: Network, received_at_ms: int, clocks: ClockSkew | None = None) -> list[Reading]:
+    """Validate one MQTT message and explode it into readings, or raise Rejected (see normalize_message)."""
+    return normalize_message(topic, payload, network, received_at_ms, clocks)[0]
+
+
+def normalize_message(
+    topic: str, payload: bytes, network: Network, received_at_ms: int, clocks: ClockSkew | None = None
+) -> tuple[list[Reading], DeviceHealth | None]:
+    """Validate one MQTT message and explode it into readings, or raise Rejected; with `clocks`,
+    correct the device's clock skew and return the device-health event it caused, if any.
+    Without `clocks` nothing is corrected (clock_corrected false, clock_offset_ms 0)."""
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise Rejected("oversized", f"{len(payload)} bytes > {MAX_PAYLOAD_BYTES}")
     m = _TOPIC.match(topic)
@@ -132,21 +147,30 @@ def normalize(topic: str, payload: bytes, network: Network, received_at_ms: int)
     if problems:
         code = "out_of_range" if all("physical range" in p for p in problems) else "unknown_parameter"
         raise Rejected(code, "; ".join(problems))
-    event_ms, basis = parse_device_time(doc["ts"], station.timezone)
+    device_ms, basis = parse_device_time(doc["ts"], station.timezone)
     received = received_at_ms
     if "gw_ts" in doc:
         received, gw_basis = parse_device_time(doc["gw_ts"], station.timezone)
         if gw_basis != "iso8601":
             raise Rejected("bad_timestamp", f"gw_ts {doc['gw_ts']!r} must be ISO-8601 with a zone")
-    if not _EARLIEST_MS <= event_ms <= received + _MAX_AHEAD_MS:
-        iso = datetime.fromtimestamp(event_ms / 1000, timezone.utc).isoformat()
+    if not _EARLIEST_MS <= device_ms <= received + _MAX_AHEAD_MS:
+        iso = datetime.fromtimestamp(device_ms / 1000, timezone.utc).isoformat()
         raise Rejected("bad_timestamp", f"ts {doc['ts']!r} = {iso} is implausible (before 2000 or > 2 days after receipt)")
+    health = None
+    if clocks is None:
+        event_ms, offset = device_ms, 0
+    else:
+        event_ms, offset, health = clocks.observe(sid, station.region, device_ms, received, "gateway" if "gw_ts" in doc else "bridge")
     device_time = doc["ts"] if isinstance(doc["ts"], str) else repr(doc["ts"])
     seq = doc.get("seq")
-    return [
+    # reading_id uses the device's own time, not the corrected one: the correction depends on the
+    # bridge's estimate when the copy arrives (it moves with new samples, restarts with the bridge),
+    # while a copy re-sent after a reconnect carries the same device time. (A clock set back can
+    # repeat device times, but then the corrected event times, and so the windows, differ.)
+    readings: list[Reading] = [
         {
-            "schema": "jw.reading.v1",
-            "reading_id": f"{sid}/{name}/{event_ms}",
+            "schema": "jw.reading.v2",
+            "reading_id": f"{sid}/{name}/{device_ms}",
             "station_id": sid,
             "region": station.region,
             "medium": station.medium,
@@ -157,8 +181,11 @@ def normalize(topic: str, payload: bytes, network: Network, received_at_ms: int)
             "received_at": received,
             "device_time": device_time,
             "time_basis": basis,  # type: ignore[typeddict-item]
+            "clock_corrected": offset != 0,
+            "clock_offset_ms": offset,
             "seq": seq,
             "status": status.get(name, "N"),
         }
         for name, value in doc["values"].items()
     ]
+    return readings, health

@@ -28,7 +28,7 @@ class DevicePayload(TypedDict, total=False):
 
 
 class Reading(TypedDict):
-    schema: Literal["jw.reading.v1"]
+    schema: Literal["jw.reading.v2"]
     reading_id: str
     station_id: str
     region: str
@@ -40,8 +40,28 @@ class Reading(TypedDict):
     received_at: int
     device_time: str
     time_basis: Literal["iso8601", "epoch_s", "epoch_ms", "local"]
+    clock_corrected: bool
+    clock_offset_ms: int
     seq: int | None
     status: Status
+
+
+class DeviceHealth(TypedDict):
+    schema: Literal["jw.device_health.v1"]
+    event_id: str
+    station_id: str
+    region: str
+    kind: Literal["clock_skew", "clock_jump", "clock_ok"]
+    corrected: bool
+    offset_ms: int
+    applied_offset_ms: int
+    previous_applied_offset_ms: int
+    samples: int
+    reference_time: int
+    reference: Literal["gateway", "bridge"]
+    device_time: int
+    tolerance_ms: int
+    reason: str
 
 
 class Aggregate(TypedDict):
@@ -200,7 +220,8 @@ class TierRulesUpdate(TypedDict):
 
 SCHEMA_FILES: dict[str, str] = {
     "device_payload": "device_payload.v1.schema.json",
-    "reading": "reading.v1.schema.json",
+    "reading": "reading.v2.schema.json",
+    "device_health": "device_health.v1.schema.json",
     "aggregate": "aggregate.v2.schema.json",
     "late_reading": "late_reading.v1.schema.json",
     "dead_letter": "dead_letter.v1.schema.json",
@@ -213,6 +234,7 @@ SCHEMA_FILES: dict[str, str] = {
 TYPED: dict[str, type] = {
     "device_payload": DevicePayload,
     "reading": Reading,
+    "device_health": DeviceHealth,
     "aggregate": Aggregate,
     "late_reading": LateReading,
     "dead_letter": DeadLetter,

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from connectors.normalize import MAX_PAYLOAD_BYTES, Rejected, _check_shape, normalize, parse_device_time
+from connectors.clock_skew import ClockSkew
+from connectors.normalize import MAX_PAYLOAD_BYTES, Rejected, _check_shape, normalize, normalize_message, parse_device_time
 from schemas.models import validation_errors
 from schemas.network import parse_network
 
@@ -49,6 +50,7 @@ def test_valid_message_explodes_into_schema_valid_readings() -> None:
         assert r["event_time"] == T0 and r["received_at"] == RECEIVED and r["region"] == "north"
         assert r["reading_id"] == f"n-a01/{r['parameter']}/{T0}"
         assert r["unit"] == {"pm25": "ug/m3", "no2": "ug/m3"}[r["parameter"]]
+        assert (r["schema"], r["clock_corrected"], r["clock_offset_ms"]) == ("jw.reading.v2", False, 0)
 
 
 def test_gateway_time_is_the_receive_time_when_present() -> None:
@@ -129,3 +131,78 @@ payloads = st.fixed_dictionaries(
 @given(payloads)
 def test_hand_written_checks_agree_with_the_json_schema(doc) -> None:
     assert (_check_shape(doc) == []) == (validation_errors("device_payload", doc) == [])
+
+
+SOUTH = "jw/v1/south/s-w01/up"
+MINUTE = 60_000
+
+
+def south(minute: int, ts: str | int | None = None, gw_delay_ms: int | None = 1500, **extra) -> bytes:
+    """A message of s-w01 (Asia/Shanghai) measured at T0 + `minute`; by default its clock writes
+    Shanghai wall time with a 'Z' (local time sent as UTC: 8 h fast)."""
+    true = T0 + minute * MINUTE
+    doc = {"station_id": "s-w01", "seq": minute, "values": {"nh3n": 0.5, "ph": 7.5}}
+    doc["ts"] = ts if ts is not None else datetime.fromtimestamp(true / 1000 + 8 * 3600, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if gw_delay_ms is not None:
+        doc["gw_ts"] = datetime.fromtimestamp((true + gw_delay_ms) / 1000, timezone.utc).isoformat(timespec="milliseconds")
+    return json.dumps(doc | extra).encode()
+
+
+def test_local_time_sent_as_utc_is_corrected_and_flagged_keeping_device_time() -> None:
+    clocks = ClockSkew()
+    out = [normalize_message(SOUTH, south(m), NET, RECEIVED, clocks) for m in range(8)]
+    healths = [h for _, h in out if h is not None]
+    assert len(healths) == 1 and out[4][1] is healths[0]  # the 5th message establishes the estimate
+    h = healths[0]
+    assert validation_errors("device_health", h) == []
+    assert (h["station_id"], h["region"], h["kind"], h["reference"], h["samples"]) == ("s-w01", "south", "clock_skew", "gateway", 5)
+    assert (h["offset_ms"], h["applied_offset_ms"], h["reference_time"]) == (8 * 3_600_000 - 1500, 8 * 3_600_000 - 1000, T0 + 4 * MINUTE + 1500)
+    for m, (readings, _) in enumerate(out):
+        true = T0 + m * MINUTE
+        device_ms = true + 8 * 3_600_000
+        for r in readings:
+            assert validation_errors("reading", r) == []
+            assert r["clock_corrected"] and r["received_at"] == true + 1500
+            assert r["device_time"] == south_ts(m) and r["time_basis"] == "iso8601"
+            assert r["reading_id"] == f"s-w01/{r['parameter']}/{device_ms}"  # the device's time: stable for re-sent copies
+            if m < 4:  # before the estimate: never after the gateway's receipt
+                assert (r["event_time"], r["clock_offset_ms"]) == (true + 1500, 8 * 3_600_000 - 1500)
+            else:
+                assert (r["event_time"], r["clock_offset_ms"]) == (true + 1000, 8 * 3_600_000 - 1000)
+                assert r["event_time"] == device_ms - r["clock_offset_ms"]
+
+
+def south_ts(minute: int) -> str:
+    return json.loads(south(minute))["ts"]
+
+
+def test_without_gateway_time_the_bridge_receipt_is_the_reference() -> None:
+    clocks = ClockSkew()
+    for m in range(6):
+        readings, health = normalize_message(SOUTH, south(m, ts=T0 + m * MINUTE - 10 * MINUTE, gw_delay_ms=None), NET, T0 + m * MINUTE + 800, clocks)
+        assert readings[0]["received_at"] == T0 + m * MINUTE + 800
+        if health is not None:
+            assert (health["reference"], health["offset_ms"]) == ("bridge", -10 * MINUTE - 800)
+    assert readings[0]["event_time"] == T0 + 5 * MINUTE + 1000 and readings[0]["time_basis"] == "epoch_ms"
+
+
+def test_rejected_messages_never_reach_the_estimator() -> None:
+    clocks = ClockSkew()
+    for m in range(10):
+        with pytest.raises(Rejected):
+            normalize_message(SOUTH, south(m, values={"nh3n": -1.0}), NET, RECEIVED, clocks)
+    assert clocks.estimate("s-w01") is None
+
+
+def test_without_an_estimator_nothing_is_corrected() -> None:
+    for m in range(8):
+        (r, _) = normalize(SOUTH, south(m), NET, RECEIVED)
+        assert (r["event_time"], r["clock_corrected"], r["clock_offset_ms"]) == (T0 + m * MINUTE + 8 * 3_600_000, False, 0)
+
+
+def test_re_sent_copies_keep_their_id_and_event_time() -> None:
+    clocks = ClockSkew()
+    first = [normalize(SOUTH, south(m), NET, RECEIVED, clocks) for m in range(12)]
+    again = [normalize(SOUTH, south(m), NET, RECEIVED, clocks) for m in range(6, 12)]  # store-and-forward re-sends
+    for a, b in zip(first[6:], again):
+        assert [(r["reading_id"], r["event_time"], r["clock_offset_ms"]) for r in a] == [(r["reading_id"], r["event_time"], r["clock_offset_ms"]) for r in b]
