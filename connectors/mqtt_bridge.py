@@ -6,6 +6,11 @@ after Kafka confirmed every record produced from it (readings, or its
 dead-letter record). If the bridge crashes in between, the broker redelivers
 the message to the next bridge; the idempotent producer and the readings'
 stable ids make the repeat harmless downstream.
+
+Clock skew is corrected per device on the way (connectors/clock_skew.py, settings from
+config/clock.yaml); a change in a device's correction is published on jw.devices.health
+as part of the message, so it is acknowledged only once that event is in Kafka too. The
+estimates live in memory: a restarted bridge re-learns each device from its next messages.
 """
 
 from __future__ import annotations
@@ -15,18 +20,22 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
 from confluent_kafka import KafkaError, Message, Producer
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
+from connectors.clock_skew import ClockConfig, ClockSkew, parse_clock_config
 from connectors.kafka_io import encode_json, producer_config
 from connectors.mqtt_io import mqtt_client
-from connectors.normalize import Rejected, normalize
+from connectors.normalize import Rejected, normalize_message
 from jointwatch.settings import Settings
 from jointwatch.stack.secrets import BRIDGE_USER, Secrets
+from schemas.errors import read_yaml
+from schemas.models import Reading
 from schemas.network import Network
-from schemas.topics import MQTT_UP_SUBSCRIPTION, READINGS_DEAD, READINGS_RAW, namespaced
+from schemas.topics import DEVICE_HEALTH, MQTT_UP_SUBSCRIPTION, READINGS_DEAD, READINGS_RAW, namespaced
 
 log = logging.getLogger("jointwatch.bridge")
 
@@ -36,6 +45,15 @@ DEAD = Counter("jw_bridge_dead_lettered_total", "messages dead-lettered", ["reas
 ACKED = Counter("jw_bridge_acked_total", "MQTT messages acknowledged after Kafka confirmed them")
 FAILED = Counter("jw_bridge_delivery_failures_total", "Kafka deliveries that failed (message left unacknowledged)")
 LATENCY = Histogram("jw_bridge_ack_seconds", "MQTT receipt -> Kafka confirmation", buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
+# One series per device is fine at this network's scale (tens to a few thousand stations).
+CLOCK_OFFSET = Gauge("jw_bridge_clock_offset_seconds", "clock offset subtracted from the device's time (0: not corrected)", ["station_id"])
+CORRECTED = Counter("jw_bridge_clock_corrected_readings_total", "readings whose event time was clock-corrected")
+HEALTH = Counter("jw_bridge_device_health_events_total", "device-health events published", ["kind"])
+
+
+def load_clock_config(path: str | Path) -> ClockConfig:
+    """config/clock.yaml (setting clock_file), validated; ConfigError names the file and key."""
+    return parse_clock_config(read_yaml(path), str(path))
 
 
 @dataclass
@@ -56,6 +74,9 @@ class MqttKafkaBridge:
         self.settings, self.network = settings, network
         self.raw_topic = namespaced(READINGS_RAW, settings.namespace)
         self.dead_topic = namespaced(READINGS_DEAD, settings.namespace)
+        self.health_topic = namespaced(DEVICE_HEALTH, settings.namespace)
+        self.clocks = ClockSkew(load_clock_config(settings.clock_file))
+        self._offsets: dict[str, int] = {}  # last offset put on each device's gauge (set only on change)
         self.producer = Producer(producer_config(kafka_bootstrap or settings.kafka_bootstrap, **{"linger.ms": 20, "batch.num.messages": 10000}))
         self._lock = threading.Lock()
         self._pending: dict[int, _Pending] = {}
@@ -81,8 +102,13 @@ class MqttKafkaBridge:
         MESSAGES.inc()
         now_ms = int(time.time() * 1000)
         try:
-            readings = normalize(msg.topic, msg.payload, self.network, now_ms)
+            readings, health = normalize_message(msg.topic, msg.payload, self.network, now_ms, self.clocks)
             records = [(self.raw_topic, r["station_id"], encode_json(r)) for r in readings]
+            self._clock_metrics(readings)
+            if health is not None:
+                records.append((self.health_topic, health["station_id"], encode_json(health)))
+                HEALTH.labels(health["kind"]).inc()
+                log.info("device health: %s %s: %s", health["station_id"], health["kind"], health["reason"])
         except Rejected as rej:
             DEAD.labels(rej.code).inc()
             log.warning("dead-lettered message on %s: %s", msg.topic, rej)
@@ -94,7 +120,16 @@ class MqttKafkaBridge:
         for topic, key, value in records:
             self._produce(topic, key, value, token)
         if records and records[0][0] == self.raw_topic:
-            READINGS.inc(len(records))
+            READINGS.inc(len(readings))
+
+    def _clock_metrics(self, readings: list[Reading]) -> None:
+        offset = readings[0]["clock_offset_ms"]  # a message's readings share one correction
+        if offset:
+            CORRECTED.inc(len(readings))
+        sid = readings[0]["station_id"]
+        if self._offsets.get(sid) != offset:
+            self._offsets[sid] = offset
+            CLOCK_OFFSET.labels(sid).set(offset / 1000)
 
     def _produce(self, topic: str, key: str, value: bytes, token: int) -> None:
         while True:

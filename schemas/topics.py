@@ -28,6 +28,8 @@ ALERTS_UNDELIVERABLE = Topic("jw.alerts.undeliverable", key="region", partitions
 # Kafka transaction as the alerts they account for; compacted, the latest per stage survives.
 ALERT_STATE = Topic("jw.alerts.state", key="group_id", partitions=1, compacted=True, max_message_bytes=64 * 1024 * 1024)
 TIER_RULES = Topic("jw.control.tier-rules", key="rule_set_id", partitions=1, compacted=True)  # rules updates
+# Device clock events from the bridge (jw.device_health.v1): rare, so one partition; a log, not compacted.
+DEVICE_HEALTH = Topic("jw.devices.health", key="station_id", partitions=1)
 
 ALL_TOPICS: tuple[Topic, ...] = (
     READINGS_RAW,
@@ -42,6 +44,7 @@ ALL_TOPICS: tuple[Topic, ...] = (
     ALERTS_UNDELIVERABLE,
     ALERT_STATE,
     TIER_RULES,
+    DEVICE_HEALTH,
 )
 
 

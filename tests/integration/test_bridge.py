@@ -1,18 +1,22 @@
-"""The MQTT -> Kafka bridge on the real stack: auth, ACL, dead letters, ack-after-Kafka."""
+"""The MQTT -> Kafka bridge on the real stack: auth, ACL, dead letters, ack-after-Kafka, clock-skew correction."""
 
 from __future__ import annotations
 
 import gc
 import json
 import threading
+import time
 import uuid
 from dataclasses import replace
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 import pytest
+from confluent_kafka import Consumer
 
 from connectors.mqtt_bridge import MqttKafkaBridge
 from schemas.models import validation_errors
-from schemas.topics import MQTT_UP, READINGS_DEAD, READINGS_RAW, namespaced
+from schemas.topics import DEVICE_HEALTH, MQTT_UP, READINGS_DEAD, READINGS_RAW, namespaced
 from tests.integration.kafka_read import read_n, read_until
 from tests.integration.mqtt_devices import connect, publish
 
@@ -113,3 +117,102 @@ def test_unconfirmed_messages_are_redelivered_after_a_crash(stack) -> None:
         dev.loop_stop()
         stop2.set()
         thread2.join(20)
+
+
+MINUTE, HOUR = 60_000, 3_600_000
+T0 = int(datetime(2026, 11, 22, tzinfo=UTC).timestamp() * 1000)
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def keyed(bootstrap: str, topic: str, n: int, timeout_s: float = 60.0, settle_s: float = 3.0) -> list[tuple[str, dict]]:
+    """(key, decoded JSON) of a topic's messages: at least n, plus any arriving within `settle_s` after."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"test-keyed-{uuid.uuid4().hex}", "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    consumer.subscribe([topic])
+    out: list[tuple[str, dict]] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline:
+            out += [(m.key().decode(), json.loads(m.value())) for m in consumer.consume(1000, timeout=0.5) if not m.error()]
+            if len(out) >= n:
+                deadline = min(deadline, time.monotonic() + settle_s)
+    finally:
+        consumer.close()
+    return out
+
+
+def test_skewed_and_drifting_clocks_are_corrected_and_flagged(stack) -> None:
+    """Six hours of one-a-minute readings (times from gw_ts, so they are published as fast as MQTT goes):
+    a logger 8 h fast (UTC+8 wall time sent as UTC) that is NTP-fixed after 5 h, a clock drifting 6 min
+    a day from 30 s fast, and two good clocks (ISO UTC; zone-less local time) that must be left alone."""
+    s = stack.isolated()
+    net = stack.network
+    fast, drifting, good, local = sorted(sid for sid, st in net.stations.items() if st.medium == "air")[:4]
+    steps, fix_at = 360, 300
+    drift = {i: 30_000 + i * 250 for i in range(steps)}  # 6 min/day = 250 ms a minute
+    bridge, stop, thread = start_bridge(s, net, stack.secrets, f"bridge-{uuid.uuid4().hex[:8]}")
+    try:
+        devices = {sid: connect(s, sid, stack.secrets.mqtt_password(sid))[0] for sid in (fast, drifting, good, local)}
+        zone = ZoneInfo(net.stations[local].timezone)
+        for i in range(steps):
+            true = T0 + i * MINUTE
+            gw = _iso(true + 300 + (i * 7919) % 2000)  # 0.3 .. 2.3 s device -> gateway, deterministic
+            stamps = {
+                fast: _iso(true + (8 * HOUR if i < fix_at else 0)),
+                drifting: _iso(true + drift[i]),
+                good: _iso(true),
+                local: datetime.fromtimestamp(true / 1000, zone).strftime("%Y-%m-%d %H:%M:%S"),
+            }
+            for sid, ts in stamps.items():
+                doc = {"station_id": sid, "seq": i, "ts": ts, "gw_ts": gw, "values": {"pm25": 20.0 + i % 7}}
+                publish(devices[sid], MQTT_UP.format(region=net.stations[sid].region, station_id=sid), json.dumps(doc).encode())
+        for c in devices.values():
+            c.loop_stop()
+            c.disconnect()
+
+        raw = namespaced(READINGS_RAW, s.namespace)
+        readings = [doc for _, doc in read_n(s.kafka_bootstrap, [raw], n=4 * steps, timeout_s=120)]
+        assert len(readings) == 4 * steps and all(validation_errors("reading", r) == [] for r in readings)
+        by = {sid: sorted((r for r in readings if r["station_id"] == sid), key=lambda r: r["seq"]) for sid in stamps}
+
+        # Good clocks: untouched, whatever their timestamp form.
+        for sid in (good, local):
+            assert all((r["event_time"], r["clock_corrected"], r["clock_offset_ms"]) == (T0 + r["seq"] * MINUTE, False, 0) for r in by[sid])
+        # The fast logger: never placed after its gateway time; corrected to within the transport delay
+        # before and after the NTP fix, except the two readings before the fix is confirmed (they look like
+        # delayed copies, so they keep the old offset, flagged with it); device time kept as sent.
+        for r in by[fast]:
+            i, true = r["seq"], T0 + r["seq"] * MINUTE
+            assert r["event_time"] <= r["received_at"] + 15_000 and r["reading_id"] == f"{fast}/pm25/{true + (8 * HOUR if i < fix_at else 0)}"
+            if i < fix_at:
+                assert r["clock_corrected"] and abs(r["event_time"] - true) <= 3_000 and r["device_time"] == _iso(true + 8 * HOUR)
+            elif i in (fix_at, fix_at + 1):
+                assert r["clock_offset_ms"] > 7 * HOUR
+            else:
+                assert (r["event_time"], r["clock_corrected"], r["clock_offset_ms"]) == (true, False, 0)
+        # The drifting clock: corrected from the 5th reading on and followed as it drifts.
+        for r in by[drifting]:
+            true = T0 + r["seq"] * MINUTE
+            if r["seq"] >= 4:
+                assert r["clock_corrected"] and abs(r["event_time"] - true) <= 5_000, r
+        offsets = [r["clock_offset_ms"] for r in by[drifting][4:]]
+        assert offsets == sorted(offsets) and offsets[-1] - offsets[0] > 80_000
+
+        # Health events, keyed by station, valid, in order per device; none for the good clocks.
+        health = keyed(s.kafka_bootstrap, namespaced(DEVICE_HEALTH, s.namespace), n=8)
+        assert all(k == e["station_id"] and validation_errors("device_health", e) == [] for k, e in health)
+        kinds = {sid: [e["kind"] for _, e in health if e["station_id"] == sid] for sid in stamps}
+        assert kinds[good] == kinds[local] == []
+        assert kinds[fast] == ["clock_skew", "clock_jump"]
+        skew, jump = (e for _, e in health if e["station_id"] == fast)
+        assert skew["corrected"] and abs(skew["offset_ms"] - 8 * HOUR) < 3_000 and skew["reference_time"] == T0 + 4 * MINUTE + 300 + (4 * 7919) % 2000
+        assert not jump["corrected"] and jump["applied_offset_ms"] == 0 and jump["previous_applied_offset_ms"] > 7 * HOUR and jump["reference"] == "gateway"
+        # Drift: correction starts (5th sample), then one event each time it moved by more than the
+        # tolerance (15 s) since the last: 90 s in 6 h, so 5 more.
+        assert kinds[drifting] == ["clock_skew"] * 6
+        assert bridge.pending() == 0
+    finally:
+        stop.set()
+        thread.join(20)

@@ -236,3 +236,13 @@ def test_config_errors_name_the_key(doc, key: str, reason: str) -> None:
     assert (info.value.file, info.value.key) == ("clock.yaml", key)
     assert reason in info.value.reason
 
+
+def test_config_file_errors(tmp_path: Path) -> None:
+    from connectors.mqtt_bridge import load_clock_config
+
+    f = tmp_path / "clock.yaml"
+    f.write_text("version: 1\ntolerance_s: -3\n")
+    with pytest.raises(ConfigError, match=r"clock.yaml: tolerance_s: must be within 1..86400 s, got -3"):
+        load_clock_config(f)
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_clock_config(tmp_path / "missing.yaml")
