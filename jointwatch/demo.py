@@ -9,11 +9,12 @@ import os
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import click
 
-from jointwatch.settings import REPO_ROOT
+from jointwatch.settings import REPO_ROOT, Settings
 
 TIER_COLOUR = {"red": "red", "yellow": "yellow", "green": "green"}
 
@@ -87,6 +88,8 @@ def demo(state_dir: Path, port_base: int | None, duration: float | None, speed: 
             say(f"bridge, router, sink up (metrics: http://127.0.0.1:{settings.port('metrics_port')}/metrics); "
                 f"Flink job starting; simulator at {speed:.0f}x, plume and spill from sim minute {config.plume_start_s / 60:.0f}", fg="cyan")
             _send_bad_input(settings, stack.secrets, net, say)
+            health = threading.Thread(target=_show_device_health, args=(settings, services.stop, say), daemon=True)
+            health.start()
             sim = threading.Thread(
                 target=publish, args=(net, config),
                 kwargs=dict(secrets=stack.secrets, port=settings.mqtt_port, speed=speed, stop=services.stop),
@@ -102,6 +105,7 @@ def demo(state_dir: Path, port_base: int | None, duration: float | None, speed: 
             say("shutting down ...", fg="cyan")
             services.stop.set()
             sim.join(15)
+            health.join(5)
             _summary(settings, stack.secrets, len(server.received.items()), say)
         for c in consoles:
             c.stop()
@@ -125,6 +129,29 @@ def _send_bad_input(settings, secrets, net, say) -> None:
     client.loop_stop()
     client.disconnect()
     say(f"{station} sent a malformed payload and a negative PM2.5: both go to the dead-letter topic with the reason", dim=True)
+
+
+def _show_device_health(settings: Settings, stop: threading.Event, say: Callable[..., None]) -> None:
+    """One dim line per device-health event: the bridge correcting (or no longer correcting) a device's clock."""
+    import json
+    import uuid
+
+    from confluent_kafka import Consumer
+
+    from connectors.kafka_io import consumer_config
+    from schemas.topics import DEVICE_HEALTH, namespaced
+
+    consumer = Consumer(consumer_config(settings.kafka_bootstrap, f"jw-demo-health-{uuid.uuid4().hex[:8]}"))
+    consumer.subscribe([namespaced(DEVICE_HEALTH, settings.namespace)])
+    try:
+        while not stop.is_set():
+            msg = consumer.poll(0.5)
+            if msg is None or msg.error():
+                continue
+            e = json.loads(msg.value())
+            say(f"  [device health] {e['station_id']} {e['kind']} at {_utc(e['reference_time'])}: {e['reason']}", dim=True)
+    finally:
+        consumer.close()
 
 
 def _summary(settings, secrets, deliveries: int, say) -> None:
