@@ -54,6 +54,7 @@ def aggregate_point(agg: Aggregate) -> Point:
         .field("max", float(agg["max"]))
         .field("count", int(agg["count"]))
         .field("duplicates", int(agg["duplicates"]))
+        .field("clock_corrected", int(agg["clock_corrected"]))
         .field("minutes", int(agg["minutes"]))
         .field("completeness", float(agg["completeness"]))
         .time(agg["window_end"], WritePrecision.MS)

@@ -63,6 +63,8 @@ CREATE TABLE readings (
   received_at BIGINT,
   device_time STRING,
   status STRING,
+  clock_corrected BOOLEAN,
+  clock_offset_ms BIGINT,
   ts AS TO_TIMESTAMP_LTZ(event_time, 3),
   WATERMARK FOR ts AS ts - INTERVAL '{opts.out_of_orderness_s}' SECOND
 ) WITH (
@@ -92,6 +94,7 @@ AGGREGATE_COLUMNS = """
   `max` DOUBLE,
   `count` BIGINT,
   duplicates BIGINT,
+  clock_corrected BIGINT,
   minutes BIGINT,
   completeness DOUBLE"""
 
@@ -143,18 +146,19 @@ WHERE ts <= CURRENT_WATERMARK(ts)"""
 # One-minute tumbling means per station and parameter, from valid (status N or S) readings.
 # Wind direction is an angle: its mean is the mean unit vector, so each wind_dir reading also
 # contributes sin/cos (null for every other parameter), per reading in the JVM.
-# Duplicates (a gateway re-sending after a reconnect) are the same station, parameter and
-# event time: each counts once, with the number of copies kept, so the one-minute record says
-# how many were dropped as duplicates. Conflicting copies (same time, different value) keep
-# the smallest value (order-independent, so replays agree). Event-time windows throughout:
-# no processing-time state, nothing to expire.
+# Duplicates (a gateway re-sending after a reconnect) have the same reading_id (station,
+# parameter and the device's own time, before any clock correction, so a copy corrected by a
+# slightly different offset is still recognised): each counts once, with the number of copies
+# kept, so the one-minute record says how many were dropped as duplicates. Conflicting copies
+# keep the smallest value and time (order-independent, so replays agree). Event-time windows
+# throughout: no processing-time state, nothing to expire.
 DISTINCT_VIEW = """
 CREATE TEMPORARY VIEW distinct_readings AS
-SELECT station_id, region, medium, `parameter`, unit, window_time AS d_time, event_time,
-       MIN(`value`) AS `value`, COUNT(*) AS copies
+SELECT station_id, region, medium, `parameter`, unit, window_time AS d_time, reading_id,
+       MIN(`value`) AS `value`, COUNT(*) AS copies, MAX(CASE WHEN clock_corrected THEN 1 ELSE 0 END) AS corrected
 FROM TABLE(TUMBLE(TABLE on_time, DESCRIPTOR(ts), INTERVAL '1' MINUTE))
 WHERE status IN ('N', 'S')  -- HJ 212: only normal and manually entered values are valid
-GROUP BY station_id, region, medium, `parameter`, unit, window_start, window_end, window_time, event_time"""
+GROUP BY station_id, region, medium, `parameter`, unit, window_start, window_end, window_time, reading_id"""
 
 # One-minute means per station and parameter of the distinct valid readings (a cascaded
 # window: the same minute, on the first level's window time).
@@ -162,7 +166,7 @@ MINUTE_VIEW = f"""
 CREATE TEMPORARY VIEW minute_means AS
 SELECT station_id, region, medium, `parameter`, unit,
        window_start AS m_start, window_end AS m_end, window_time AS m_time,
-       SUM(`value`) AS vsum, MIN(`value`) AS vmin, MAX(`value`) AS vmax, COUNT(*) AS cnt, SUM(copies) - COUNT(*) AS dups,
+       SUM(`value`) AS vsum, MIN(`value`) AS vmin, MAX(`value`) AS vmax, COUNT(*) AS cnt, SUM(copies) - COUNT(*) AS dups, SUM(corrected) AS corrected,
        SUM(CASE WHEN `parameter` = '{WIND_DIR}' THEN SIN(RADIANS(`value`)) END) AS sin_sum,
        SUM(CASE WHEN `parameter` = '{WIND_DIR}' THEN COS(RADIANS(`value`)) END) AS cos_sum
 FROM TABLE(TUMBLE(TABLE distinct_readings, DESCRIPTOR(d_time), INTERVAL '1' MINUTE))
@@ -175,7 +179,7 @@ CREATE TEMPORARY VIEW rolling_means AS
 SELECT station_id, region, medium, `parameter`, unit,
        m_end - INTERVAL '60' MINUTE AS window_start, m_end AS window_end, m_time AS window_time,
        SUM(vsum) OVER w / SUM(cnt) OVER w AS mean, MIN(vmin) OVER w AS vmin, MAX(vmax) OVER w AS vmax,
-       SUM(cnt) OVER w AS cnt, SUM(dups) OVER w AS dups, COUNT(*) OVER w AS minutes
+       SUM(cnt) OVER w AS cnt, SUM(dups) OVER w AS dups, SUM(corrected) OVER w AS corrected, COUNT(*) OVER w AS minutes
 FROM minute_means
 WINDOW w AS (PARTITION BY station_id, `parameter` ORDER BY m_time RANGE BETWEEN INTERVAL '59' MINUTE PRECEDING AND CURRENT ROW)"""
 
@@ -345,7 +349,7 @@ def insert_aggregates(view: str, sink: str, label: str, bounds: tuple[str, str],
 INSERT INTO {sink}
 SELECT 'jw.aggregate.v2', station_id, region, medium, `parameter`, unit, '{label}',
        {_epoch_ms(bounds[0])}, {_epoch_ms(bounds[1])},
-       {mean}, vmin, vmax, cnt, dups,
+       {mean}, vmin, vmax, cnt, dups, CAST(corrected AS BIGINT),
        {minutes_expr}, CAST({minutes_expr} AS DOUBLE) / {window_minutes}
 FROM {view}"""
 

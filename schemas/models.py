@@ -79,6 +79,7 @@ class Aggregate(TypedDict):
     max: float
     count: int
     duplicates: int
+    clock_corrected: int
     minutes: int
     completeness: float
 

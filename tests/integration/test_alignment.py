@@ -1,6 +1,7 @@
-"""Adversarial alignment on the real job: duplicated bursts after a reconnect, out-of-order
-delivery within the allowed out-of-orderness, readings beyond it, and a station offline for
-a while that then replays its backlog. Readings go straight to Kafka (exact times and values);
+"""Adversarial alignment on the real job: duplicated bursts after a reconnect (one copy
+corrected by a slightly different clock offset), out-of-order delivery within the allowed
+out-of-orderness, a clock-corrected device, readings beyond the out-of-orderness, and a
+station offline for a while that then replays its backlog. Readings go straight to Kafka (exact times and values);
 what the job publishes is compared with a numpy reference, and every reading is accounted
 for: distinct readings in the one-minute aggregates + duplicates + late = input.
 """
@@ -29,12 +30,16 @@ MINUTE = 60_000
 DUPED, JUMBLED, OFFLINE = "n-a01", "n-a02", "n-a03"
 
 
-def reading(station: str, t: int, value: float) -> dict[str, Any]:
-    return {
-        "schema": "jw.reading.v1", "reading_id": f"{station}/pm25/{t}", "station_id": station, "region": "north", "medium": "air",
-        "parameter": "pm25", "value": value, "unit": "ug/m3", "event_time": t, "received_at": t + 500, "device_time": str(t),
-        "time_basis": "epoch_ms", "seq": None, "status": "N",
+def reading(station: str, t: int, value: float, offset_ms: int = 0) -> dict[str, Any]:
+    """A reading as the bridge makes it; offset_ms: the bridge corrected the device's clock by that much."""
+    device = t + offset_ms
+    doc = {
+        "schema": "jw.reading.v2", "reading_id": f"{station}/pm25/{device}", "station_id": station, "region": "north", "medium": "air",
+        "parameter": "pm25", "value": value, "unit": "ug/m3", "event_time": t, "received_at": t + 500, "device_time": str(device),
+        "time_basis": "epoch_ms", "seq": None, "status": "N", "clock_corrected": offset_ms != 0, "clock_offset_ms": offset_ms,
     }
+    assert validation_errors("reading", doc) == []
+    return doc
 
 
 def stream(minutes: range, rng: random.Random) -> list[dict[str, Any]]:
@@ -46,10 +51,12 @@ def stream(minutes: range, rng: random.Random) -> list[dict[str, Any]]:
             for station in (DUPED, JUMBLED, OFFLINE):
                 if station == OFFLINE and 10 <= m < 20:
                     continue  # offline: its backlog comes later
-                r = reading(station, t, round(20 + 10 * np.sin((m * 6 + k) / 9) + rng.random(), 3))
+                offset = 180_000 if station == JUMBLED and m >= 30 else 0  # its clock ran 3 min fast from minute 30 (corrected)
+                r = reading(station, t, round(20 + 10 * np.sin((m * 6 + k) / 9) + rng.random(), 3), offset)
                 out.append(r)
                 if station == DUPED and 10 <= m < 20:
-                    out += [dict(r), dict(r)]  # store-and-forward re-sent it twice after a reconnect
+                    # store-and-forward re-sent it twice after a reconnect; one copy got a 1 s different clock correction
+                    out += [dict(r), {**r, "event_time": t + 1_000, "clock_corrected": True, "clock_offset_ms": -1_000}]
     jumbled = [r for r in out if r["station_id"] == JUMBLED]
     for i in range(0, len(jumbled), 3):
         block = jumbled[i:i + 3]
@@ -111,10 +118,13 @@ def test_duplicates_disorder_lateness_and_backlog_are_all_accounted_for(stack) -
     # The reference: per station and minute, the distinct on-time readings and their copies.
     copies: dict[tuple[str, int], Counter] = defaultdict(Counter)
     values: dict[tuple[str, int], dict[int, float]] = defaultdict(dict)
+    corrected_ids: dict[tuple[str, int], set[str]] = defaultdict(set)  # a reading counts as corrected if any copy was
     for r in first + second:  # everything sent in order (within the out-of-orderness)
         key = (r["station_id"], r["event_time"] // MINUTE)
-        copies[key][r["event_time"]] += 1
-        values[key][r["event_time"]] = r["value"]
+        if r["clock_corrected"]:
+            corrected_ids[key].add(r["reading_id"])
+        copies[key][r["reading_id"]] += 1
+        values[key][r["reading_id"]] = r["value"]
     by_window = {(d["station_id"], d["window_start"] // MINUTE): d for d in aligned}
     assert len(by_window) == len(aligned), "one aggregate per station and minute"
     checked = 0
@@ -122,11 +132,13 @@ def test_duplicates_disorder_lateness_and_backlog_are_all_accounted_for(stack) -
         d = by_window[key]
         expected_mean = float(np.mean(list(values[key].values())))
         assert (d["count"], d["duplicates"]) == (len(copies[key]), sum(copies[key].values()) - len(copies[key])), key
+        assert d["clock_corrected"] == len(corrected_ids[key]), key
         assert d["mean"] == pytest.approx(expected_mean, rel=1e-12), key
         checked += 1
     assert checked == 3 * 58 - 10  # 58 closed minutes of 3 stations, less the offline station's 10
     assert sum(by_window[(DUPED, T0 // MINUTE + m)]["duplicates"] for m in range(10, 20)) == 10 * 6 * 2
     assert not any((OFFLINE, T0 // MINUTE + m) in by_window for m in range(10, 20))  # the backlog was late: no revision yet
+    assert all(by_window[(JUMBLED, T0 // MINUTE + m)]["clock_corrected"] == 6 for m in range(30, 58))
 
     # Accounting: every reading of a closed minute is a distinct reading, a duplicate, or late.
     sent_count = Counter((r["station_id"], r["event_time"] // MINUTE) for r in sent if (r["station_id"], r["event_time"] // MINUTE) in closed)

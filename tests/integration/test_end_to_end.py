@@ -22,6 +22,8 @@ from alerts.engine import EngineConfig
 from alerts.responder import ConsoleSubscriber, ResponderServer
 from alerts.routing import load_routing
 from alerts.tiers.rules import load_rules
+from connectors.clock_skew import ClockSkew
+from connectors.mqtt_bridge import load_clock_config
 from connectors.normalize import normalize
 from jobs.indices import AQI_POLLUTANTS, station_index
 from jointwatch.services import Services
@@ -64,8 +66,9 @@ def assert_index_matches_reference(net, index, late: set[tuple[str, str, int]]) 
 def assert_every_reading_accounted_for(s, net) -> set[tuple[str, str, int]]:
     """Every reading of a closed window is in a one-minute aggregate or on the late topic; returns the late ones."""
     sent: Counter = Counter()
+    clocks = ClockSkew(load_clock_config(s.clock_file))  # the bridge's correction: the payloads carry the gateway time
     for topic, payload in device_messages(net, CONFIG, 0, STEPS):
-        for r in normalize(topic, payload, net, CONFIG.start_ms):
+        for r in normalize(topic, payload, net, CONFIG.start_ms, clocks):
             sent[(r["station_id"], r["parameter"], r["event_time"] // 60_000)] += 1
     # Windows up to 15 minutes before the last reading are closed (largest clock skew + out-of-orderness).
     cutoff = max(minute for _, _, minute in sent) - 15

@@ -61,7 +61,7 @@ def aggregate(station: str, window: str, end: int, mean: float, **over: Any) -> 
     doc = {
         "schema": "jw.aggregate.v2", "station_id": station, "region": "north", "medium": "air", "parameter": "pm25",
         "unit": "ug/m3", "window": window, "window_start": end - span, "window_end": end, "mean": mean,
-        "min": mean - 1, "max": mean + 1, "count": 4, "duplicates": 0, "minutes": 1 if window == "1m" else 58,
+        "min": mean - 1, "max": mean + 1, "count": 4, "duplicates": 0, "clock_corrected": 0, "minutes": 1 if window == "1m" else 58,
         "completeness": 1.0 if window == "1m" else 58 / 60,
     }
     doc.update(over)

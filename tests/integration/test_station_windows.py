@@ -73,7 +73,7 @@ def value(p: str, h: int, m: int, rng: np.random.Generator) -> float:
 
 
 def synthetic_readings(seed: int = 11) -> list[dict[str, Any]]:
-    """jw.reading.v1 documents, minute by minute in event-time order (as a gateway would send them)."""
+    """jw.reading.v2 documents, minute by minute in event-time order (as a gateway would send them)."""
     rng = np.random.default_rng(seed)
     out = []
     for minute in range(HOURS * 60 + TAIL_MIN):
@@ -84,10 +84,10 @@ def synthetic_readings(seed: int = 11) -> list[dict[str, Any]]:
                     continue
                 t = START + minute * MINUTE + 5_000 + int(rng.integers(0, 50_000))
                 out.append({
-                    "schema": "jw.reading.v1", "reading_id": f"{station}/{p}/{t}", "station_id": station, "region": region,
+                    "schema": "jw.reading.v2", "reading_id": f"{station}/{p}/{t}", "station_id": station, "region": region,
                     "medium": medium, "parameter": p, "value": value(p, h, m, rng), "unit": PARAMETERS[p].unit,
                     "event_time": t, "received_at": t + 800, "device_time": str(t), "time_basis": "epoch_ms", "seq": minute,
-                    "status": "F" if (station, p, h) in FAULTY else "N",
+                    "status": "F" if (station, p, h) in FAULTY else "N", "clock_corrected": False, "clock_offset_ms": 0,
                 })
     return sorted(out, key=lambda r: r["event_time"])
 

@@ -18,7 +18,7 @@ def make_aggregate(**over: Any) -> Aggregate:
     doc: dict[str, Any] = {
         "schema": "jw.aggregate.v2", "station_id": "n-a03", "region": "north", "medium": "air",
         "parameter": "pm25", "unit": "ug/m3", "window": "1h-rolling", "window_start": WINDOW_END - 3_600_000,
-        "window_end": WINDOW_END, "mean": 35.5, "min": 20.0, "max": 61.25, "count": 240, "duplicates": 2, "minutes": 58,
+        "window_end": WINDOW_END, "mean": 35.5, "min": 20.0, "max": 61.25, "count": 240, "duplicates": 2, "clock_corrected": 3, "minutes": 58,
         "completeness": 0.9667,
     }
     doc.update(over)
@@ -29,7 +29,7 @@ def make_aggregate(**over: Any) -> Aggregate:
 def test_aggregate_point() -> None:
     assert aggregate_point(make_aggregate()).to_line_protocol() == (
         "aggregate,medium=air,parameter=pm25,region=north,station_id=n-a03,window=1h-rolling "
-        "completeness=0.9667,count=240i,duplicates=2i,max=61.25,mean=35.5,min=20,minutes=58i "
+        "clock_corrected=3i,completeness=0.9667,count=240i,duplicates=2i,max=61.25,mean=35.5,min=20,minutes=58i "
         f"{WINDOW_END}"
     )
 
@@ -38,7 +38,7 @@ def test_integral_json_numbers_stay_float_fields() -> None:
     # InfluxDB fixes a field's type on first write: 35 must not become an integer field (35i);
     # in line protocol a number without a suffix is a float.
     line = aggregate_point(make_aggregate(mean=35, min=35, max=35, completeness=1)).to_line_protocol()
-    assert "completeness=1,count=240i,duplicates=2i,max=35,mean=35,min=35,minutes=58i " in line
+    assert "clock_corrected=3i,completeness=1,count=240i,duplicates=2i,max=35,mean=35,min=35,minutes=58i " in line
 
 
 def test_alert_point() -> None:

@@ -110,12 +110,12 @@ def test_event_time_is_the_watermarked_reading_time_through_both_views() -> None
     assert all(col == "m_time" for col in re.findall(r"ORDER BY (\w+)", ROLLING_VIEW)), ROLLING_VIEW
 
 
-def test_duplicates_count_once_per_station_parameter_and_event_time() -> None:
+def test_duplicates_count_once_per_reading_id() -> None:
     group = re.search(r"GROUP BY (.*)$", DISTINCT_VIEW).group(1)
-    assert [c.strip() for c in group.split(",")][-1] == "event_time" and "station_id" in group and "`parameter`" in group
+    assert [c.strip() for c in group.split(",")][-1] == "reading_id" and "station_id" in group and "`parameter`" in group
     assert "COUNT(*) AS copies" in DISTINCT_VIEW and "MIN(`value`) AS `value`" in DISTINCT_VIEW
     assert "WHERE status IN ('N', 'S')" in DISTINCT_VIEW  # validity before counting copies
-    assert "COUNT(*) AS cnt, SUM(copies) - COUNT(*) AS dups" in MINUTE_VIEW
+    assert "COUNT(*) AS cnt, SUM(copies) - COUNT(*) AS dups, SUM(corrected) AS corrected" in MINUTE_VIEW
     assert "SUM(dups) OVER w AS dups" in ROLLING_VIEW
 
 
@@ -265,10 +265,10 @@ Reading = tuple[str, str, int, float, str]  # station, parameter, event time (ms
 def run_views(readings: Iterable[Reading]) -> sqlite3.Connection:
     db = sqlite3.connect(":memory:")
     db.create_function("CURRENT_WATERMARK", 1, lambda ts: None, deterministic=True)
-    db.execute("CREATE TABLE readings (station_id, region, medium, `parameter`, `value` REAL, unit, status, ts INTEGER, event_time INTEGER)")
+    db.execute("CREATE TABLE readings (station_id, region, medium, `parameter`, `value` REAL, unit, status, ts INTEGER, reading_id, clock_corrected)")
     db.executemany(
-        "INSERT INTO readings VALUES (?, 'north', ?, ?, ?, 'u', ?, ?, ?)",
-        [(s, "water" if p in ("nh3n", "do") else "air", p, v, status, t, t) for s, p, t, v, status in readings],
+        "INSERT INTO readings VALUES (?, 'north', ?, ?, ?, 'u', ?, ?, ?, 0)",
+        [(s, "water" if p in ("nh3n", "do") else "air", p, v, status, t, f"{s}/{p}/{t}") for s, p, t, v, status in readings],
     )
     for sql in views().values():
         db.execute(as_sqlite(sql))
