@@ -24,8 +24,8 @@ from urllib3.exceptions import HTTPError
 from connectors.kafka_io import DecodeError, consumer_config, decode_json, ensure_topics, position, where
 from jointwatch.settings import Settings
 from jointwatch.stack.secrets import Secrets
-from schemas.models import Aggregate, Alert, Index, validation_errors
-from schemas.topics import ALERTS, INDICES, READINGS_ALIGNED, READINGS_HOURLY, Topic, namespaced
+from schemas.models import Aggregate, Alert, Index, StationHour, validation_errors
+from schemas.topics import ALERTS, INDICES, READINGS_ALIGNED, READINGS_HOURLY, STATION_HOURS, Topic, namespaced
 
 log = logging.getLogger(__name__)
 
@@ -107,10 +107,22 @@ def index_point(index: Index) -> Point:
     return point
 
 
+def station_hour_point(hour: StationHour) -> Point:
+    """Measurement 'station_hour' at window_end: the rolling one-hour mean and minutes of every
+    index parameter the station had in the hour (and the hour's wind), one series per station."""
+    point = Point("station_hour").tag("station_id", hour["station_id"]).tag("region", hour["region"]).tag("medium", hour["medium"])
+    for key, value in sorted(hour.items()):
+        if value is None or key in ("schema", "station_id", "region", "medium", "window_start", "window_end"):
+            continue
+        point.field(key, int(value) if key.endswith("_minutes") else float(value))
+    return point.time(hour["window_end"], WritePrecision.MS)
+
+
 # Topic -> (schema the messages must match, conversion).
 CONVERSIONS: dict[Topic, tuple[str, Callable[[Any], Point]]] = {
     READINGS_ALIGNED: ("aggregate", aggregate_point),
     READINGS_HOURLY: ("aggregate", aggregate_point),
+    STATION_HOURS: ("station_hour", station_hour_point),
     INDICES: ("index", index_point),
     ALERTS: ("alert", alert_point),
 }

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 if __package__ in (None, ""):  # `flink run -py jobs/pipeline.py` runs this file as a script
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from jobs.sql import OUTPUTS, JobOptions, statements
+from jobs.sql import DEFAULT_OUTPUTS, OUTPUTS, JobOptions, statements
 
 log = logging.getLogger("jointwatch.job")
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -34,7 +34,7 @@ def connector_jars(deps_dir: Path) -> list[Path]:
     return jars
 
 
-def build(opts: JobOptions, deps_dir: Path, checkpoint_dir: Path | None, parallelism: int, outputs: tuple[str, ...] = OUTPUTS) -> StatementSet:
+def build(opts: JobOptions, deps_dir: Path, checkpoint_dir: Path | None, parallelism: int, outputs: tuple[str, ...] = DEFAULT_OUTPUTS) -> StatementSet:
     from pyflink.table import EnvironmentSettings, TableEnvironment
 
     t_env = TableEnvironment.create(EnvironmentSettings.in_streaming_mode())
@@ -69,7 +69,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out-of-orderness", type=int, default=30, help="seconds")
     p.add_argument("--idle-timeout", type=int, default=30, help="seconds")
     p.add_argument("--startup-mode", default="group-offsets", choices=["group-offsets", "earliest-offset", "latest-offset"])
-    p.add_argument("--outputs", default=",".join(OUTPUTS), help=f"comma-separated subset of {','.join(OUTPUTS)}")
+    p.add_argument("--outputs", default=",".join(DEFAULT_OUTPUTS),
+                   help=f"comma-separated subset of {','.join(OUTPUTS)} (rolling, the per-parameter rolling hour, is opt-in)")
     p.add_argument("--detached", action="store_true", help="submit and return (cluster mode)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -8,7 +8,7 @@ import pytest
 
 from connectors.influx_sink import aggregate_point, alert_point, to_point
 from schemas.models import Aggregate, validation_errors
-from schemas.topics import ALERTS, READINGS_ALIGNED, READINGS_HOURLY
+from schemas.topics import ALERTS, READINGS_ALIGNED, READINGS_HOURLY, STATION_HOURS
 from tests.samples import sample_alert
 
 WINDOW_END = 1_767_225_600_000  # 2026-01-01T00:00:00Z in ms
@@ -79,3 +79,16 @@ def test_index_point_has_a_value_only_when_there_is_one() -> None:
     assert "value=119i" in full and 'label="Lightly polluted"' in full and full.endswith(f" {end}")  # millisecond precision
     empty = index_point(station_index(station, end - 3_600_000, end, {"pm25": (80.0, 10)})).to_line_protocol()
     assert "insufficient_data=true" in empty and "value=" not in empty
+
+
+def test_station_hour_point_has_the_parameters_the_station_had() -> None:
+    hour = {
+        "schema": "jw.station_hour.v2", "station_id": "n-a03", "region": "north", "medium": "air",
+        "window_start": WINDOW_END - 3_600_000, "window_end": WINDOW_END, "pm25_mean": 35, "pm25_minutes": 58, "o3_mean": None, "o3_minutes": 0,
+        "wind_speed_mean": 2.5, "wind_speed_minutes": 60, "wind_dir_sin_mean": None, "wind_dir_cos_mean": None, "wind_dir_minutes": 0,
+    }
+    assert validation_errors("station_hour", hour) == []
+    assert to_point(STATION_HOURS, hour).to_line_protocol() == (
+        "station_hour,medium=air,region=north,station_id=n-a03 o3_minutes=0i,pm25_mean=35,pm25_minutes=58i,"
+        f"wind_dir_minutes=0i,wind_speed_mean=2.5,wind_speed_minutes=60i {WINDOW_END}"
+    )

@@ -143,7 +143,9 @@ def test_statements_create_every_table_before_the_inserts_that_use_them() -> Non
         "clock_hours", "clock_o3_8h", "clock_o3_max", "clock_days",
     ]
     targets = [re.match(r"\s*INSERT INTO (\w+)", i).group(1) for i in inserts]
-    assert targets == ["late_sink", "aligned_sink", "rolling_sink", "station_hours_sink", "station_clock_hours_sink"]
+    assert targets == ["late_sink", "aligned_sink", "station_hours_sink", "station_clock_hours_sink"]  # rolling is opt-in
+    _, every_insert = statements(JobOptions(bootstrap="b:1"), OUTPUTS)
+    assert [re.match(r"\s*INSERT INTO (\w+)", i).group(1) for i in every_insert][2] == "rolling_sink"
     every = "\n".join(ddl + inserts)
     assert "alert" not in every.lower(), "the job makes no alerts any more (the alert stage does)"
     assert "PROCTIME" not in every.upper() and "CURRENT_TIMESTAMP" not in every.upper()
