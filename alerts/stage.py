@@ -35,7 +35,7 @@ from jointwatch.settings import Settings
 from schemas.errors import ConfigError, read_yaml
 from schemas.models import TierRulesUpdate, validation_errors
 from schemas.network import Network
-from schemas.topics import ALERT_STATE, ALERTS, INDICES, TIER_RULES, namespaced
+from schemas.topics import ALERT_STATE, ALERTS, INDICES, STATE_MAX_BYTES, TIER_RULES, namespaced
 
 log = logging.getLogger("jointwatch.alerts.stage")
 
@@ -52,7 +52,7 @@ SNAPSHOT_BYTES = Gauge("jw_alert_stage_snapshot_bytes", "Size of the last commit
 class AlertStage:
     def __init__(
         self, settings: Settings, network: Network, *, group_id: str = DEFAULT_GROUP_ID, rules_file: Path | None = None,
-        config: EngineConfig = EngineConfig(), policy: AssistPolicy = AssistPolicy(), snapshot_interval_s: float = 1.0,
+        config: EngineConfig = EngineConfig(), policy: AssistPolicy = AssistPolicy(), snapshot_interval_s: float = 10.0,
     ) -> None:
         self.settings, self.network, self.group_id, self.config = settings, network, group_id, config
         self.rules_file = rules_file or settings.tier_rules_file
@@ -72,7 +72,7 @@ class AlertStage:
         ensure_topics(bootstrap, [INDICES, ALERTS, ALERT_STATE, TIER_RULES], self.settings.namespace)
         producer = Producer(producer_config(
             bootstrap, **{"transactional.id": f"{self.group_id}@{self.settings.namespace}", "compression.type": "lz4",
-                          "message.max.bytes": ALERT_STATE.max_message_bytes, "linger.ms": 0}))
+                          "message.max.bytes": STATE_MAX_BYTES, "linger.ms": 0}))
         producer.init_transactions(30)  # fences a previous instance and aborts its open transaction
         committed = self._restore(bootstrap)
         engine, offsets = self._engine(committed)
@@ -109,6 +109,8 @@ class AlertStage:
                     inputs.commit(offsets=[TopicPartition(self.source, p, o) for p, o in offsets.items()], asynchronous=True)  # lag, for monitoring
                     last_commit, dirty = now, False
                 BEHIND.set(engine.behind)
+            if dirty:  # a clean stop leaves nothing to re-read
+                self._commit(producer, engine, offsets, [])
         finally:
             inputs.close()
             control.close()

@@ -69,10 +69,7 @@ def ensure_topics(bootstrap: str, topics: Iterable[Topic] = ALL_TOPICS, namespac
 
 
 def topic_config(t: Topic) -> dict[str, str]:
-    config = {"cleanup.policy": "compact"} if t.compacted else {}
-    if t.max_message_bytes:
-        config["max.message.bytes"] = str(t.max_message_bytes)
-    return config
+    return {**({"cleanup.policy": "compact"} if t.compacted else {}), **dict(t.config)}
 
 
 def _wait_until_listed(admin: AdminClient, names: set[str], timeout_s: float) -> None:

@@ -11,7 +11,7 @@ class Topic:
     key: str  # which message field is the Kafka key
     partitions: int
     compacted: bool = False
-    max_message_bytes: int | None = None  # topic-level limit, where the broker default (1 MiB) is too small
+    config: tuple[tuple[str, str], ...] = ()  # topic-level settings beyond the broker defaults
 
 
 READINGS_RAW = Topic("jw.readings.raw", key="station_id", partitions=4)
@@ -26,7 +26,12 @@ ALERTS = Topic("jw.alerts", key="region", partitions=2)
 ALERTS_UNDELIVERABLE = Topic("jw.alerts.undeliverable", key="region", partitions=1)
 # The alert stage's snapshots (state machine, buffer, input offsets), written in the same
 # Kafka transaction as the alerts they account for; compacted, the latest per stage survives.
-ALERT_STATE = Topic("jw.alerts.state", key="group_id", partitions=1, compacted=True, max_message_bytes=64 * 1024 * 1024)
+STATE_MAX_BYTES = 64 * 1024 * 1024  # a snapshot during a long catch-up can exceed the 1 MiB default
+ALERT_STATE = Topic(
+    "jw.alerts.state", key="group_id", partitions=1, compacted=True,
+    # small segments, so compaction (which skips the active segment) keeps a restart's read short
+    config=(("max.message.bytes", str(STATE_MAX_BYTES)), ("segment.ms", "600000"), ("min.cleanable.dirty.ratio", "0.1")),
+)
 TIER_RULES = Topic("jw.control.tier-rules", key="rule_set_id", partitions=1, compacted=True)  # rules updates
 # Device clock events from the bridge (jw.device_health.v1): rare, so one partition; a log, not compacted.
 DEVICE_HEALTH = Topic("jw.devices.health", key="station_id", partitions=1)
