@@ -3,10 +3,10 @@ transitions in, alert records out. Pure, so the stage, replay and tests agree.
 
 Which index feeds which state-machine key:
 - aqi_realtime (rolling 1-h means, every minute)  -> air / aqi
+- aqi_hourly, aqi_daily (clock hour, local day)     -> air / aqi_hourly, aqi_daily (for rules that name them)
 - water_class (per clock hour)                     -> water / class
 - water_class_realtime (rolling 1-h means)         -> water / <parameter> (acute jumps)
 - every real-time index                            -> health / no-data (valid data this minute)
-aqi_hourly and aqi_daily are published and stored, not alerted on.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from typing import Any
 from alerts.tiers.model import CLASS_INDICATOR, HEALTH_INDICATOR, Observation, Transition, plain
 from schemas.models import Alert, Index
 
-AIR_INDICATOR = "aqi"
+# index kind -> the air indicator a tier rule names (`indicator:` in config/tier_rules.yaml)
+AIR_INDICATORS = {"aqi_realtime": "aqi", "aqi_hourly": "aqi_hourly", "aqi_daily": "aqi_daily"}
 REALTIME_INDICES = ("aqi_realtime", "water_class_realtime")
 
 
@@ -26,8 +27,8 @@ def observations(index: Index) -> list[Observation]:
     kind = index["index"]
     common = {"subject": index["station_id"], "region": index["region"], "window_start": index["window_start"], "window_end": index["window_end"]}
     out: list[Observation] = []
-    if kind == "aqi_realtime":
-        out.append(Observation(kind="air", indicator=AIR_INDICATOR, value=_value(index), completeness=_completeness(index),
+    if kind in AIR_INDICATORS:
+        out.append(Observation(kind="air", indicator=AIR_INDICATORS[kind], value=_value(index), completeness=_completeness(index),
                                standard=index["standard_id"], inputs=_provenance(index), **common))
     elif kind == "water_class":
         out.append(Observation(kind="water", indicator=CLASS_INDICATOR, value=_value(index), completeness=_completeness(index),

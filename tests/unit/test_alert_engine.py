@@ -153,7 +153,20 @@ def test_observations_of_each_index_kind() -> None:
     assert [(o.kind, o.indicator, o.value) for o in water] == [("water", "nh3n", 0.4), ("health", "no-data", 1.0)]
     hourly = {**water_rt_index("n-w01", 60, 0.4), "index": "water_class", "value": 4}
     assert [(o.kind, o.indicator, o.value) for o in observations(hourly)] == [("water", "class", 4.0)]
-    assert observations({**aqi_index("n-a01", 60, 100), "index": "aqi_daily"}) == []
+    daily = observations({**aqi_index("n-a01", 60, 100), "index": "aqi_daily"})
+    assert [(o.kind, o.indicator, o.value) for o in daily] == [("air", "aqi_daily", 100.0)]  # no health tick: not a minute's data
+
+
+def test_a_rule_on_the_hourly_aqi_uses_only_clock_hour_indices() -> None:
+    doc = copy.deepcopy(DOC)
+    doc["version"] += 1
+    doc["regions"]["north"] = {"air": {"indicator": "aqi_hourly", "persistence": {"observations": 2},
+                                       "tiers": {"yellow": {"enter_above": 100, "exit_below": 90}}}}
+    hourly = [{**aqi_index("n-a01", 60 * h, aqi), "index": "aqi_hourly"} for h, aqi in enumerate([120, 130, 140, 80], start=1)]
+    realtime = [aqi_index("n-a01", m, 300) for m in range(1, 240)]  # ignored by this rule
+    alerts = [a for a in feed(new_engine(doc), sorted(hourly + realtime, key=lambda d: d["window_end"])) if a["kind"] == "air"]
+    # raised after 2 hourly AQIs > 100; cleared by the hour at 80, after the default 120 min dwell
+    assert [(a["indicator"], a["action"], a["window_end"]) for a in alerts] == [("aqi_hourly", "raise", T0 + 120 * M), ("aqi_hourly", "clear", T0 + 240 * M)]
 
 
 def _obs(station: str, kind: str, wind: dict[str, Any] | None = None) -> Observation:
