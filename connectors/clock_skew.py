@@ -100,7 +100,7 @@ def parse_clock_config(doc: Any, source: str = "<clock config>") -> ClockConfig:
 class _Device:
     """One device's clock state. Samples are (offset, reference, device) in integer ms."""
 
-    __slots__ = ("recent", "ordered", "run", "established", "correcting", "applied", "reported")
+    __slots__ = ("recent", "ordered", "run", "established", "correcting", "applied", "reported", "seen")
 
     def __init__(self, window: int, run_len: int) -> None:
         self.recent: deque[int] = deque(maxlen=window)  # the regime's offsets, in arrival order
@@ -110,6 +110,7 @@ class _Device:
         self.correcting = False
         self.applied = 0  # subtracted from device time while correcting
         self.reported = 0  # estimate in the last clock_skew / clock_jump event
+        self.seen: deque[tuple[int, int]] = deque(maxlen=window)  # (device, reference) of recent samples: re-sent copies
 
     def median(self) -> int:
         o = self.ordered
@@ -168,6 +169,14 @@ class ClockSkew:
         dev = self._devices.get(station_id)
         if dev is None:
             dev = self._devices[station_id] = _Device(cfg.window, self._run_len)
+        if (device_ms, reference_ms) in dev.seen:
+            # A re-sent copy (store-and-forward after a reconnect, an MQTT redelivery) is no new
+            # evidence about the clock: corrected as things stand, never added to the estimate.
+            applied = dev.applied if dev.correcting else 0
+            if device_ms - applied > reference_ms + tol:  # the same causality bound as the original got
+                return reference_ms, device_ms - reference_ms, None
+            return device_ms - applied, applied, None
+        dev.seen.append((device_ms, reference_ms))
         offset = device_ms - reference_ms
         kind: str | None = None
         previous = dev.applied if dev.correcting else 0

@@ -246,3 +246,17 @@ def test_config_file_errors(tmp_path: Path) -> None:
         load_clock_config(f)
     with pytest.raises(ConfigError, match="does not exist"):
         load_clock_config(tmp_path / "missing.yaml")
+
+
+def test_re_sent_copies_are_no_new_evidence() -> None:
+    """A drifting clock whose every sample arrives three times (redeliveries) is followed exactly
+    as if each had arrived once: copies never weigh on the median."""
+    rate = 6 * M // 1440
+    once, thrice = ClockSkew(), ClockSkew()
+    for i in range(400):
+        true = T0 + i * M
+        device, gw = true + 30_000 + i * rate, true + DELAYS[i % len(DELAYS)]
+        expected = once.observe("n-a01", "north", device, gw)[:2]
+        for _ in range(3):
+            assert thrice.observe("n-a01", "north", device, gw)[:2] == expected
+    assert thrice.applied("n-a01") == once.applied("n-a01") != 0
