@@ -236,9 +236,10 @@ WIND_COLUMNS = (
 )
 
 
-def _station_hours_sink(opts: JobOptions, parameters: tuple[str, ...]) -> str:
-    cols = ",\n  ".join([f"{p}_mean DOUBLE,\n  {p}_minutes BIGINT" for p in parameters] + [f"{c} {t}" for c, t in WIND_COLUMNS])
-    return f"""CREATE TABLE station_hours_sink (
+def _station_sink(opts: JobOptions, name: str, topic: Topic, columns: list[tuple[str, str]]) -> str:
+    """A per-station sink: the station's identity and window, then `columns` (name, SQL type)."""
+    cols = ",\n  ".join(f"{c} {t}" for c, t in columns)
+    return f"""CREATE TABLE {name} (
   `schema` STRING,
   station_id STRING,
   region STRING,
@@ -246,8 +247,13 @@ def _station_hours_sink(opts: JobOptions, parameters: tuple[str, ...]) -> str:
   window_start BIGINT,
   window_end BIGINT,
   {cols}
-) WITH ({_kafka_sink(opts, STATION_HOURS)}
+) WITH ({_kafka_sink(opts, topic)}
 )"""
+
+
+def _station_hours_sink(opts: JobOptions, parameters: tuple[str, ...]) -> str:
+    columns = [c for p in parameters for c in ((f"{p}_mean", "DOUBLE"), (f"{p}_minutes", "BIGINT"))]
+    return _station_sink(opts, "station_hours_sink", STATION_HOURS, columns + list(WIND_COLUMNS))
 
 
 def _insert_station_hours(parameters: tuple[str, ...]) -> str:
@@ -333,17 +339,7 @@ def clock_hour_columns(parameters: tuple[str, ...]) -> list[tuple[str, str]]:
 
 
 def _station_clock_hours_sink(opts: JobOptions, parameters: tuple[str, ...]) -> str:
-    cols = ",\n  ".join(f"{c} {t}" for c, t in clock_hour_columns(parameters))
-    return f"""CREATE TABLE station_clock_hours_sink (
-  `schema` STRING,
-  station_id STRING,
-  region STRING,
-  medium STRING,
-  window_start BIGINT,
-  window_end BIGINT,
-  {cols}
-) WITH ({_kafka_sink(opts, STATION_CLOCK_HOURS)}
-)"""
+    return _station_sink(opts, "station_clock_hours_sink", STATION_CLOCK_HOURS, clock_hour_columns(parameters))
 
 
 def _insert_station_clock_hours(parameters: tuple[str, ...]) -> str:
