@@ -12,6 +12,7 @@ Which index feeds which state-machine key:
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import asdict
 from typing import Any
 
 from alerts.tiers.model import CLASS_INDICATOR, HEALTH_INDICATOR, Observation, Transition, plain
@@ -74,11 +75,7 @@ def alert_record(t: Transition) -> Alert:
 
 
 def observation_to_dict(obs: Observation) -> dict[str, Any]:
-    return {
-        "subject": obs.subject, "region": obs.region, "kind": obs.kind, "indicator": obs.indicator,
-        "window_start": obs.window_start, "window_end": obs.window_end, "value": obs.value,
-        "completeness": obs.completeness, "standard": obs.standard, "inputs": plain(obs.inputs), "scope": obs.scope,
-    }
+    return {**asdict(obs), "inputs": plain(obs.inputs)}
 
 
 def observation_from_dict(d: Mapping[str, Any]) -> Observation:

@@ -172,10 +172,7 @@ class ClockSkew:
         if (device_ms, reference_ms) in dev.seen:
             # A re-sent copy (store-and-forward after a reconnect, an MQTT redelivery) is no new
             # evidence about the clock: corrected as things stand, never added to the estimate.
-            applied = dev.applied if dev.correcting else 0
-            if device_ms - applied > reference_ms + tol:  # the same causality bound as the original got
-                return reference_ms, device_ms - reference_ms, None
-            return device_ms - applied, applied, None
+            return (*_placed(device_ms, reference_ms, dev.applied if dev.correcting else 0, tol), None)
         dev.seen.append((device_ms, reference_ms))
         offset = device_ms - reference_ms
         kind: str | None = None
@@ -212,10 +209,7 @@ class ClockSkew:
                     elif dev.correcting:
                         kind = "clock_skew"
         applied = dev.applied if dev.correcting else 0
-        event_time = device_ms - applied
-        if not inlier and event_time > reference_ms + tol:
-            # Measured after the gateway received it? Only a clock ahead of what we apply does that.
-            event_time, applied = reference_ms, offset
+        event_time, applied = (device_ms - applied, applied) if inlier else _placed(device_ms, reference_ms, applied, tol)
         if kind is None:
             return event_time, applied, None
         est = dev.median()
@@ -256,6 +250,14 @@ class ClockSkew:
             "tolerance_ms": tol,
             "reason": reason,
         }
+
+
+def _placed(device_ms: int, reference_ms: int, applied: int, tol: int) -> tuple[int, int]:
+    """(event time, offset subtracted). Measured after the gateway received it? Only a clock ahead
+    of what we apply does that: such a reading is placed at the reference time."""
+    if device_ms - applied > reference_ms + tol:
+        return reference_ms, device_ms - reference_ms
+    return device_ms - applied, applied
 
 
 def _whole_seconds(ms: int) -> int:
