@@ -176,3 +176,5 @@ def _register_commands() -> None:
 
 
 _register_commands()
+from jointwatch.cli_calibration import calibration  # noqa: E402 - registered like _register_commands' groups
+main.add_command(calibration)

@@ -35,6 +35,9 @@ ALERT_STATE = Topic(
 TIER_RULES = Topic("jw.control.tier-rules", key="rule_set_id", partitions=1, compacted=True)  # rules updates
 # Device clock events from the bridge (jw.device_health.v1): rare, so one partition; a log, not compacted.
 DEVICE_HEALTH = Topic("jw.devices.health", key="station_id", partitions=1)
+# Calibration registry (jw.calibration_model.v1): each sensor's whole version history, latest per key kept.
+CALIBRATION = Topic("jw.control.calibration", key="sensor", partitions=1, compacted=True)
+CALIBRATION_PROPOSALS = Topic("jw.calibration.proposals", key="sensor", partitions=1)  # drift proposals, a log
 
 ALL_TOPICS: tuple[Topic, ...] = (
     READINGS_RAW,
@@ -50,6 +53,8 @@ ALL_TOPICS: tuple[Topic, ...] = (
     ALERT_STATE,
     TIER_RULES,
     DEVICE_HEALTH,
+    CALIBRATION,
+    CALIBRATION_PROPOSALS,
 )
 
 
