@@ -6,7 +6,7 @@ Document (YAML, e.g. config/calibration.yaml)::
 
     version: 1
     registry_id: demo
-    unlisted_sensors: pass        # pass: sensors not listed need no calibration; flag: calibration missing
+    unlisted_sensors: pass        # pass: sensors not listed need no calibration; flag (default): calibration missing
     sensors:
       - station_id: n-a03
         parameter: pm25
@@ -17,9 +17,9 @@ Document (YAML, e.g. config/calibration.yaml)::
             type: epa_purpleair_2021
             coefficients: {}
 
-Within a sensor, versions and effective_from both strictly increase, so the model
-in effect at time t is the one with the latest effective_from <= t (and the
-highest version among those). Before its first effective_from a listed sensor has
+`description` (of a sensor or a version) is free text for people. Within a sensor,
+versions and effective_from both strictly increase, so the model
+in effect at time t is the one with the latest effective_from <= t. Before its first effective_from a listed sensor has
 no model: its readings are flagged "calibration missing". The lookup is a pure
 function of (sensor, event time, registry): replaying the same input gives the
 same models, whatever the processing time or order.
@@ -127,7 +127,8 @@ class Registry:
         }
         for name, value in compiled.items():
             object.__setattr__(self, name, value)
-        assert np.all(np.diff(composite) > 0), "entries must be sorted by sensor, then effective_from"
+        if np.any(np.diff(composite) <= 0):  # the as-of search relies on it
+            raise ValueError("sensors must be in key order, each sensor's versions in effective_from order")
 
     @property
     def entries(self) -> tuple[ModelVersion, ...]:
