@@ -202,11 +202,13 @@ class EpaPurpleAir2022:
     across each blending segment). Above 260 RH does not enter, so a missing RH
     still gives a value there.
 
-    Unverified: STANDARDS.md takes PA as the cf_1 channel for both EPA corrections;
-    this piecewise form is the one EPA publishes for the AirNow Fire and Smoke Map
-    and third-party implementations differ on whether it is meant for cf_1 or cf_atm
-    (0.786 = 1.5 * 0.524 suggests cf_atm above ~50). Check the paper's equation
-    before feeding cf_1 above 50 ug/m3.
+    Unverified input channel and citation: STANDARDS.md takes PA as cf_1 for both
+    corrections and cites the Sensors paper. This piecewise form is the one in EPA's
+    report "Sensor data cleaning and correction: Application on the AirNow Fire and
+    Smoke Map", which PurpleAir staff say is meant for cf_atm on outdoor sensors
+    (community.purpleair.com/t/4593); 0.786 = 1.5*0.524 fits cf_atm ~ cf_1/1.5 at
+    higher loads. Reports of the Sensors paper give a cf_1 form with breakpoints at
+    570 and 611 instead. Check against EPA's text before feeding cf_1 above 30 ug/m3.
     """
 
     kind: ClassVar[str] = "epa_purpleair_2022"
