@@ -2,7 +2,8 @@
 
 A point's measurement, tags and time identify it, so writing it again
 overwrites it: re-processing after a crash (offsets not yet committed) is
-idempotent. Targets InfluxDB 1.8's v2-compatible API (bucket "db/rp", org "-",
+idempotent, and a revised one-minute window (jw.readings.revisions, version >= 2)
+replaces its first result. Targets InfluxDB 1.8's v2-compatible API (bucket "db/rp", org "-",
 token "user:password") and InfluxDB 2.x alike.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -25,7 +27,7 @@ from connectors.kafka_io import DecodeError, consumer_config, decode_json, ensur
 from jointwatch.settings import Settings
 from jointwatch.stack.secrets import Secrets
 from schemas.models import Aggregate, Alert, Index, StationHour, validation_errors
-from schemas.topics import ALERTS, INDICES, READINGS_ALIGNED, READINGS_HOURLY, STATION_HOURS, Topic, namespaced
+from schemas.topics import ALERTS, INDICES, READINGS_ALIGNED, READINGS_HOURLY, READINGS_REVISIONS, STATION_HOURS, Topic, namespaced
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +38,7 @@ INVALID_MESSAGES = Counter("jw_sink_invalid_messages", "Messages skipped: not JS
 POINTS_WRITTEN = Counter("jw_sink_points_written", "Points acknowledged by InfluxDB")
 POINTS_REJECTED = Counter("jw_sink_points_rejected", "Points InfluxDB refused as malformed (HTTP 400), skipped")
 WRITE_FAILURES = Counter("jw_sink_write_failures", "Failed batch writes (retried; offsets not committed meanwhile)")
+SUPERSEDED = Counter("jw_sink_superseded_aggregates", "Aggregates not written because a higher version of the window was written already")
 WRITE_LATENCY = Histogram("jw_sink_write_latency_seconds", "Duration of one successful batch write")
 
 
@@ -56,7 +59,9 @@ def aggregate_point(agg: Aggregate) -> Point:
         .field("duplicates", int(agg["duplicates"]))
         .field("clock_corrected", int(agg["clock_corrected"]))
         .field("minutes", int(agg["minutes"]))
+        .field("expected", float(agg["expected"]))
         .field("completeness", float(agg["completeness"]))
+        .field("version", int(agg["version"]))
         .time(agg["window_end"], WritePrecision.MS)
     )
 
@@ -121,11 +126,34 @@ def station_hour_point(hour: StationHour) -> Point:
 # Topic -> (schema the messages must match, conversion).
 CONVERSIONS: dict[Topic, tuple[str, Callable[[Any], Point]]] = {
     READINGS_ALIGNED: ("aggregate", aggregate_point),
+    READINGS_REVISIONS: ("aggregate", aggregate_point),
     READINGS_HOURLY: ("aggregate", aggregate_point),
     STATION_HOURS: ("station_hour", station_hour_point),
     INDICES: ("index", index_point),
     ALERTS: ("alert", alert_point),
 }
+
+
+class Versions:
+    """The highest version written per revised window (bounded, most recent kept), so that a first
+    result read after its revision (the two topics are consumed independently) does not overwrite it."""
+
+    def __init__(self, capacity: int = 100_000) -> None:
+        self.capacity = capacity
+        self._seen: OrderedDict[tuple[str, str, str, int], int] = OrderedDict()
+
+    def supersedes(self, agg: Aggregate) -> bool:
+        """True if a higher version of `agg`'s window was written; else remembers `agg`'s version if revised."""
+        key = (agg["station_id"], agg["parameter"], agg["window"], agg["window_start"])
+        seen = self._seen.get(key, 0)
+        if seen > agg["version"]:
+            return True
+        if agg["version"] > 1:
+            self._seen[key] = agg["version"]
+            self._seen.move_to_end(key)
+            if len(self._seen) > self.capacity:
+                self._seen.popitem(last=False)
+        return False
 
 
 def to_point(topic: Topic, doc: Any) -> Point:
@@ -156,6 +184,7 @@ class InfluxSink:
         self.topics = {namespaced(t, settings.namespace): t for t in CONVERSIONS}
         self._client = InfluxDBClient(url=settings.influx_url, token=token, org="-", timeout=write_timeout_ms)
         self._write_api = self._client.write_api(write_options=SYNCHRONOUS)
+        self._versions = Versions()
 
     @classmethod
     def create(cls, settings: Settings, secrets: Secrets, **options: Any) -> InfluxSink:
@@ -194,8 +223,15 @@ class InfluxSink:
             topic = self.topics[name]
             next_offsets[(name, partition)] = offset + 1
             MESSAGES_CONSUMED.labels(topic.name).inc()
+            if msg.value() is None:
+                continue  # a tombstone: an upsert topic's transient delete, the next record for the key follows
             try:
-                points.append(to_point(topic, decode_json(msg.value())))
+                doc = decode_json(msg.value())
+                point = to_point(topic, doc)
+                if CONVERSIONS[topic][0] == "aggregate" and self._versions.supersedes(doc):
+                    SUPERSEDED.inc()
+                    continue
+                points.append(point)
             except (DecodeError, ValueError) as exc:
                 # Skipped, not lost: the message stays in Kafka at this offset.
                 INVALID_MESSAGES.labels(topic.name).inc()

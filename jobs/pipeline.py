@@ -21,7 +21,10 @@ if TYPE_CHECKING:
 if __package__ in (None, ""):  # `flink run -py jobs/pipeline.py` runs this file as a script
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from jobs.alignment import load_alignment
 from jobs.sql import DEFAULT_OUTPUTS, OUTPUTS, JobOptions, statements
+from schemas.errors import ConfigError
+from schemas.network import load_network
 
 log = logging.getLogger("jointwatch.job")
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -66,15 +69,33 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--deps-dir", type=Path, default=REPO_ROOT / ".deps")
     p.add_argument("--checkpoint-dir", type=Path, default=None)
     p.add_argument("--parallelism", type=int, default=1)
-    p.add_argument("--out-of-orderness", type=int, default=30, help="seconds")
-    p.add_argument("--idle-timeout", type=int, default=30, help="seconds")
+    p.add_argument("--alignment", type=Path, default=REPO_ROOT / "config" / "alignment.yaml",
+                   help="event-time settings (out-of-orderness, allowed lateness, idleness); the flags below override it")
+    p.add_argument("--network", type=Path, default=REPO_ROOT / "config" / "network.yaml", help="station registry (sampling intervals)")
+    p.add_argument("--out-of-orderness", type=int, default=None, help="seconds")
+    p.add_argument("--allowed-lateness", type=int, default=None, help="minutes")
+    p.add_argument("--idle-timeout", type=int, default=None, help="seconds")
     p.add_argument("--startup-mode", default="group-offsets", choices=["group-offsets", "earliest-offset", "latest-offset"])
     p.add_argument("--outputs", default=",".join(DEFAULT_OUTPUTS),
                    help=f"comma-separated subset of {','.join(OUTPUTS)} (rolling, the per-parameter rolling hour, is opt-in)")
     p.add_argument("--detached", action="store_true", help="submit and return (cluster mode)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    opts = JobOptions(args.bootstrap, args.namespace, args.group_id, args.out_of_orderness, args.idle_timeout, args.startup_mode)
+    try:
+        alignment, network = load_alignment(args.alignment), load_network(args.network)
+    except ConfigError as exc:
+        raise SystemExit(f"jobs.pipeline: {exc}") from None
+    pick = lambda flag, configured: configured if flag is None else flag  # noqa: E731
+    opts = JobOptions(
+        args.bootstrap, args.namespace, args.group_id,
+        out_of_orderness_s=pick(args.out_of_orderness, alignment.out_of_orderness_s),
+        source_idle_s=pick(args.idle_timeout, alignment.source_idle_s),
+        startup_mode=args.startup_mode,
+        allowed_lateness_min=pick(args.allowed_lateness, alignment.allowed_lateness_min),
+        sampling_s=tuple(sorted((st.id, st.sampling_s) for st in network.stations.values())),
+    )
+    log.info("event time: out-of-orderness %d s, allowed lateness %d min, idle timeout %d s",
+             opts.out_of_orderness_s, opts.allowed_lateness_min, opts.source_idle_s)
     result = build(opts, args.deps_dir, args.checkpoint_dir, args.parallelism, tuple(args.outputs.split(","))).execute()
     job_id = result.get_job_client().get_job_id() if result.get_job_client() else None
     log.info("submitted job %s", job_id)

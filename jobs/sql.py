@@ -8,10 +8,13 @@ not made here: the Python alert stage derives them from jw.indices.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
 
 from jobs.validity import INDEX_PARAMETERS, MIN_MINUTES, MIN_O3_8H_HOURS, O3_8H_MAX_WINDOW_H
-from schemas.topics import READINGS_ALIGNED, READINGS_HOURLY, READINGS_LATE, READINGS_RAW, STATION_CLOCK_HOURS, STATION_HOURS, Topic, namespaced
+from schemas.topics import (
+    READINGS_ALIGNED, READINGS_HOURLY, READINGS_LATE, READINGS_RAW, READINGS_REVISIONS, STATION_CLOCK_HOURS, STATION_HOURS, Topic, namespaced,
+)
 
 
 @dataclass(frozen=True)
@@ -22,6 +25,9 @@ class JobOptions:
     out_of_orderness_s: int = 30  # how late (event time) a reading may arrive and still count
     source_idle_s: int = 30  # a partition silent this long stops holding the watermark back
     startup_mode: str = "group-offsets"  # or earliest-offset (replays, tests)
+    allowed_lateness_min: int = 10  # an emitted minute is revised by readings arriving up to this long after it closed
+    default_sampling_s: int = 60  # the reporting interval a window's expected count is made of...
+    sampling_s: tuple[tuple[str, int], ...] = ()  # ...and the stations that report at another one
 
     def topic(self, t: Topic) -> str:
         return namespaced(t, self.namespace)
@@ -96,7 +102,9 @@ AGGREGATE_COLUMNS = """
   duplicates BIGINT,
   clock_corrected BIGINT,
   minutes BIGINT,
-  completeness DOUBLE"""
+  expected DOUBLE,
+  completeness DOUBLE,
+  version BIGINT"""
 
 
 def sink_ddls(opts: JobOptions) -> list[str]:
@@ -112,10 +120,25 @@ def sink_ddls(opts: JobOptions) -> list[str]:
   received_at BIGINT,
   device_time STRING,
   `watermark` BIGINT,
-  late_by_ms BIGINT
+  late_by_ms BIGINT,
+  allowed_lateness_ms BIGINT
 ) WITH ({_kafka_sink(opts, READINGS_LATE)}
 )""",
         f"CREATE TABLE aligned_sink (`schema` STRING,{AGGREGATE_COLUMNS}\n) WITH ({_kafka_sink(opts, READINGS_ALIGNED)}\n)",
+        f"""CREATE TABLE revisions_sink (`schema` STRING,{AGGREGATE_COLUMNS},
+  PRIMARY KEY (station_id, `parameter`, window_start) NOT ENFORCED
+) WITH (
+  'connector' = 'upsert-kafka',
+  'topic' = {_q(opts.topic(READINGS_REVISIONS))},
+  'properties.bootstrap.servers' = {_q(opts.bootstrap)},
+  'key.format' = 'json',
+  'value.format' = 'json',
+  'value.fields-include' = 'ALL',
+  -- the buffer keeps only a key's last change per flush: a revision's transient retraction
+  -- (a DELETE, a tombstone) and its re-insert within the same second leave one record
+  'sink.buffer-flush.max-rows' = '1000',
+  'sink.buffer-flush.interval' = '1 s'
+)""",
         f"CREATE TABLE rolling_sink (`schema` STRING,{AGGREGATE_COLUMNS}\n) WITH ({_kafka_sink(opts, READINGS_HOURLY)}\n)",
         _station_hours_sink(opts, INDEX_PARAMETERS),
         _station_clock_hours_sink(opts, INDEX_PARAMETERS),
@@ -133,19 +156,39 @@ def _epoch_ms(col: str, whole_minutes: bool = True) -> str:
     return f"({seconds} + CAST(DATE_FORMAT({col}, 'SSS') AS BIGINT))"
 
 
-# A reading at or behind the watermark would be dropped by the windows without a trace;
-# it is split off here (the documented CURRENT_WATERMARK pattern) and goes to the late topic.
-# The source's watermark is never behind the windows' own, so what passes is never dropped.
-ON_TIME_VIEW = """
-CREATE TEMPORARY VIEW on_time AS
-SELECT * FROM readings WHERE CURRENT_WATERMARK(ts) IS NULL OR ts > CURRENT_WATERMARK(ts)"""
+# Each reading is split by the source's watermark (the documented CURRENT_WATERMARK pattern),
+# at minute granularity, as the windows themselves decide: a window drops a reading only once
+# it has fired (window_end - 1 ms <= watermark), so the first open minute starts at
+# FLOOR(watermark + 1 ms TO MINUTE). Readings in open minutes go to the windows; readings of
+# minutes closed at most allowed_lateness ago revise them (REVISION_VIEWS); older ones go to
+# the late topic with the reason. The source's watermark is never behind the windows' own,
+# so what is sent to the windows is never dropped there.
+_OPEN_FROM = "FLOOR(CURRENT_WATERMARK(ts) + INTERVAL '0.001' SECOND TO MINUTE)"
 
-INSERT_LATE = f"""
+
+def _on_time() -> str:
+    return f"CURRENT_WATERMARK(ts) IS NULL OR ts >= {_OPEN_FROM}"
+
+
+def _revisable(opts: JobOptions) -> str:
+    return f"ts < {_OPEN_FROM} AND ts >= {_OPEN_FROM} - INTERVAL '{opts.allowed_lateness_min}' MINUTE"
+
+
+def on_time_view() -> str:
+    return f"""
+CREATE TEMPORARY VIEW on_time AS
+SELECT * FROM readings WHERE {_on_time()}"""
+
+
+def insert_late(opts: JobOptions) -> str:
+    wm = _epoch_ms("CURRENT_WATERMARK(ts)", whole_minutes=False)
+    return f"""
 INSERT INTO late_sink
-SELECT 'jw.late.v1', 'behind_watermark', reading_id, station_id, `parameter`, `value`, event_time, received_at, device_time,
-       {_epoch_ms('CURRENT_WATERMARK(ts)', whole_minutes=False)}, event_time - {_epoch_ms('CURRENT_WATERMARK(ts)', whole_minutes=False)}
+SELECT 'jw.late.v2', 'beyond_allowed_lateness', reading_id, station_id, `parameter`, `value`, event_time, received_at, device_time,
+       {wm}, event_time - {wm}, CAST({opts.allowed_lateness_min * 60_000} AS BIGINT)
 FROM readings
-WHERE ts <= CURRENT_WATERMARK(ts)"""
+WHERE ts < {_OPEN_FROM} - INTERVAL '{opts.allowed_lateness_min}' MINUTE"""
+
 
 # One-minute tumbling means per station and parameter, from valid (status N or S) readings.
 # Wind direction is an angle: its mean is the mean unit vector, so each wind_dir reading also
@@ -158,7 +201,7 @@ WHERE ts <= CURRENT_WATERMARK(ts)"""
 # throughout: no processing-time state, nothing to expire.
 DISTINCT_VIEW = """
 CREATE TEMPORARY VIEW distinct_readings AS
-SELECT station_id, region, medium, `parameter`, unit, window_time AS d_time, reading_id,
+SELECT station_id, region, medium, `parameter`, unit, window_start AS d_start, window_time AS d_time, reading_id,
        MIN(`value`) AS `value`, COUNT(*) AS copies, MAX(CASE WHEN clock_corrected THEN 1 ELSE 0 END) AS corrected
 FROM TABLE(TUMBLE(TABLE on_time, DESCRIPTOR(ts), INTERVAL '1' MINUTE))
 WHERE status IN ('N', 'S')  -- HJ 212: only normal and manually entered values are valid
@@ -182,7 +225,7 @@ ROLLING_VIEW = """
 CREATE TEMPORARY VIEW rolling_means AS
 SELECT station_id, region, medium, `parameter`, unit,
        m_end - INTERVAL '60' MINUTE AS window_start, m_end AS window_end, m_time AS window_time,
-       SUM(vsum) OVER w / SUM(cnt) OVER w AS mean, MIN(vmin) OVER w AS vmin, MAX(vmax) OVER w AS vmax,
+       SUM(vsum) OVER w / SUM(cnt) OVER w AS mean, SUM(sin_sum) OVER w AS sin_sum, SUM(cos_sum) OVER w AS cos_sum, MIN(vmin) OVER w AS vmin, MAX(vmax) OVER w AS vmax,
        SUM(cnt) OVER w AS cnt, SUM(dups) OVER w AS dups, SUM(corrected) OVER w AS corrected, COUNT(*) OVER w AS minutes
 FROM minute_means
 WINDOW w AS (PARTITION BY station_id, `parameter` ORDER BY m_time RANGE BETWEEN INTERVAL '59' MINUTE PRECEDING AND CURRENT ROW)"""
@@ -350,32 +393,120 @@ SELECT 'jw.station_clock_hour.v1', station_id, region, medium, {_epoch_ms('h_sta
 FROM clock_days"""
 
 
-def insert_aggregates(view: str, sink: str, label: str, bounds: tuple[str, str], mean: str, minutes_expr: str, window_minutes: int) -> str:
+def _mean(vsum: str, cnt: str, sin_sum: str, cos_sum: str) -> str:
+    """The arithmetic mean, except for wind direction: the direction of the mean unit vector
+    (the mean of 350 and 10 degrees is 0, not 180)."""
+    direction = f"DEGREES(ATAN2({sin_sum}, {cos_sum})) + CASE WHEN {sin_sum} < 0 THEN 360 ELSE 0 END"  # ATAN2 is in (-180, 180]
+    return f"CASE WHEN `parameter` = '{WIND_DIR}' THEN {direction} ELSE {vsum} / {cnt} END"
+
+
+def _expected(opts: JobOptions, window_minutes: int) -> str:
+    """Readings a station is expected to report in a window of `window_minutes` (DOUBLE: a device
+    reporting every 5 min expects 0.2 per minute), from config/network.yaml's sampling_s."""
+    by_interval: dict[int, list[str]] = defaultdict(list)
+    for station, seconds in opts.sampling_s:
+        if seconds != opts.default_sampling_s:
+            by_interval[seconds].append(station)
+    per = lambda seconds: f"CAST({window_minutes * 60 / seconds!r} AS DOUBLE)"  # noqa: E731
+    cases = " ".join(f"WHEN station_id IN ({', '.join(map(_q, sorted(ids)))}) THEN {per(sec)}" for sec, ids in sorted(by_interval.items()))
+    return f"CASE {cases} ELSE {per(opts.default_sampling_s)} END" if cases else per(opts.default_sampling_s)
+
+
+def insert_minutes(opts: JobOptions) -> str:
+    """First results (version 1) of the one-minute windows; completeness = count / expected, at most 1."""
+    expected = _expected(opts, 1)
     return f"""
-INSERT INTO {sink}
-SELECT 'jw.aggregate.v2', station_id, region, medium, `parameter`, unit, '{label}',
-       {_epoch_ms(bounds[0])}, {_epoch_ms(bounds[1])},
-       {mean}, vmin, vmax, cnt, dups, CAST(corrected AS BIGINT),
-       {minutes_expr}, CAST({minutes_expr} AS DOUBLE) / {window_minutes}
-FROM {view}"""
+INSERT INTO aligned_sink
+SELECT 'jw.aggregate.v3', station_id, region, medium, `parameter`, unit, '1m', {_epoch_ms('m_start')}, {_epoch_ms('m_end')},
+       {_mean('vsum', 'cnt', 'sin_sum', 'cos_sum')}, vmin, vmax, cnt, dups, CAST(corrected AS BIGINT), CAST(1 AS BIGINT),
+       {expected}, LEAST(CAST(1 AS DOUBLE), cnt / {expected}), CAST(1 AS BIGINT)
+FROM minute_means"""
 
 
-OUTPUTS = ("late", "aligned", "rolling", "station_hours", "station_clock_hours")
+def insert_rolling(opts: JobOptions) -> str:
+    """Rolling hours; completeness = minutes with data / 60 (GB 3095's validity counts minutes)."""
+    return f"""
+INSERT INTO rolling_sink
+SELECT 'jw.aggregate.v3', station_id, region, medium, `parameter`, unit, '1h-rolling', {_epoch_ms('window_start')}, {_epoch_ms('window_end')},
+       {_mean('mean', '1', 'sin_sum', 'cos_sum')}, vmin, vmax, cnt, dups, CAST(corrected AS BIGINT), minutes,
+       {_expected(opts, 60)}, CAST(minutes AS DOUBLE) / 60, CAST(1 AS BIGINT)
+FROM rolling_means"""
+
+
+# --- revisions ------------------------------------------------------------------------------
+#
+# A reading of a minute that has already been emitted, but closed at most allowed_lateness ago,
+# revises it: the minute is recomputed from its on-time distinct readings plus every late one,
+# duplicates still counted once (smallest value of conflicting copies, as on time), and
+# published with version = 1 + the late readings folded in, upserted by (station, parameter,
+# window_start). Its final value is the one the minute would have had with every reading on
+# time, whatever the arrival interleaving: which is what makes a replay agree.
+# The on-time readings are held by an interval join, so its state is bounded in event time
+# (the last allowed_lateness + 2 minutes of readings, cleaned by the watermark, no TTL); the
+# late readings are rare, and only minutes that received one are recomputed.
+def revision_views(opts: JobOptions) -> list[str]:
+    reach = opts.allowed_lateness_min + 2  # minutes a kept reading stays joinable, past its minute
+    return [
+        f"""
+CREATE TEMPORARY VIEW kept AS
+SELECT station_id, region, medium, `parameter`, unit, {_epoch_ms('d_start')} AS minute_ms, d_time, reading_id, `value`, copies, corrected
+FROM distinct_readings""",
+        f"""
+CREATE TEMPORARY VIEW revisable AS
+SELECT station_id, region, medium, `parameter`, unit, event_time - MOD(event_time, 60000) AS minute_ms, ts, reading_id, `value`,
+       CASE WHEN clock_corrected THEN 1 ELSE 0 END AS corrected
+FROM readings
+WHERE status IN ('N', 'S') AND {_revisable(opts)}""",
+        # each late reading brings the kept readings of its minute along (the join), and itself
+        f"""
+CREATE TEMPORARY VIEW revision_rows AS
+SELECT k.station_id, k.region, k.medium, k.`parameter`, k.unit, k.minute_ms, k.reading_id, k.`value`,
+       k.copies AS on_time_copies, CAST(0 AS BIGINT) AS late_copies, k.corrected
+FROM kept k JOIN revisable r
+  ON k.station_id = r.station_id AND k.`parameter` = r.`parameter` AND k.minute_ms = r.minute_ms
+ AND r.ts BETWEEN k.d_time - INTERVAL '{reach}' MINUTE AND k.d_time + INTERVAL '{reach}' MINUTE
+UNION ALL
+SELECT station_id, region, medium, `parameter`, unit, minute_ms, reading_id, `value`, CAST(0 AS BIGINT), CAST(1 AS BIGINT), corrected
+FROM revisable""",
+        # per reading: a kept reading comes once per late reading of its minute, hence MAX
+        """
+CREATE TEMPORARY VIEW revised_readings AS
+SELECT station_id, region, medium, `parameter`, unit, minute_ms, reading_id,
+       MIN(`value`) AS `value`, MAX(on_time_copies) AS on_time_copies, SUM(late_copies) AS late_copies, MAX(corrected) AS corrected
+FROM revision_rows
+GROUP BY station_id, region, medium, `parameter`, unit, minute_ms, reading_id""",
+    ]
+
+
+def insert_revisions(opts: JobOptions) -> str:
+    expected = _expected(opts, 1)
+    return f"""
+INSERT INTO revisions_sink
+SELECT 'jw.aggregate.v3', station_id, MAX(region), MAX(medium), `parameter`, MAX(unit), '1m', minute_ms, minute_ms + 60000,
+       {_mean('SUM(`value`)', 'COUNT(*)', 'SUM(SIN(RADIANS(`value`)))', 'SUM(COS(RADIANS(`value`)))')},
+       MIN(`value`), MAX(`value`), COUNT(*), SUM(on_time_copies) + SUM(late_copies) - COUNT(*),
+       CAST(SUM(corrected) AS BIGINT), CAST(1 AS BIGINT), {expected}, LEAST(CAST(1 AS DOUBLE), COUNT(*) / {expected}), 1 + SUM(late_copies)
+FROM revised_readings
+GROUP BY station_id, `parameter`, minute_ms  -- the sink's key (region, medium and unit follow the station and parameter)"""
+
+
+OUTPUTS = ("late", "aligned", "revisions", "rolling", "station_hours", "station_clock_hours")
 # The per-parameter rolling hour (jw.readings.rolling1h) is opt-in: it writes as many records
 # as the one-minute output and cost ~40% of the job's throughput (17k -> 30k readings/s
 # without it, bench 2026-11-22); station_hours carries the same rolling means of every
 # index parameter, and the sink stores those.
-DEFAULT_OUTPUTS = ("late", "aligned", "station_hours", "station_clock_hours")
+DEFAULT_OUTPUTS = ("late", "aligned", "revisions", "station_hours", "station_clock_hours")
 
 
 def statements(opts: JobOptions, outputs: tuple[str, ...] = DEFAULT_OUTPUTS) -> tuple[list[str], list[str]]:
     """(DDL and views to execute first, INSERTs to run together as one job) for the chosen outputs."""
-    ddl = [source_ddl(opts), *sink_ddls(opts), ON_TIME_VIEW, DISTINCT_VIEW, MINUTE_VIEW, ROLLING_VIEW,
+    ddl = [source_ddl(opts), *sink_ddls(opts), on_time_view(), DISTINCT_VIEW, MINUTE_VIEW, ROLLING_VIEW, *revision_views(opts),
            *_station_views(INDEX_PARAMETERS), *_clock_views(INDEX_PARAMETERS)]
     inserts = {
-        "late": INSERT_LATE,
-        "aligned": insert_aggregates("minute_means", "aligned_sink", "1m", ("m_start", "m_end"), "vsum / cnt", "CAST(1 AS BIGINT)", 1),
-        "rolling": insert_aggregates("rolling_means", "rolling_sink", "1h-rolling", ("window_start", "window_end"), "mean", "minutes", 60),
+        "late": insert_late(opts),
+        "aligned": insert_minutes(opts),
+        "revisions": insert_revisions(opts),
+        "rolling": insert_rolling(opts),
         "station_hours": _insert_station_hours(INDEX_PARAMETERS),
         "station_clock_hours": _insert_station_clock_hours(INDEX_PARAMETERS),
     }

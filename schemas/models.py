@@ -65,7 +65,7 @@ class DeviceHealth(TypedDict):
 
 
 class Aggregate(TypedDict):
-    schema: Literal["jw.aggregate.v2"]
+    schema: Literal["jw.aggregate.v3"]
     station_id: str
     region: str
     medium: Literal["air", "water"]
@@ -81,12 +81,14 @@ class Aggregate(TypedDict):
     duplicates: int
     clock_corrected: int
     minutes: int
+    expected: float
     completeness: float
+    version: int
 
 
 class LateReading(TypedDict):
-    schema: Literal["jw.late.v1"]
-    reason: Literal["behind_watermark"]
+    schema: Literal["jw.late.v2"]
+    reason: Literal["beyond_allowed_lateness"]
     reading_id: str
     station_id: str
     parameter: str
@@ -96,6 +98,7 @@ class LateReading(TypedDict):
     device_time: str
     watermark: int
     late_by_ms: int
+    allowed_lateness_ms: int
 
 
 class DeadLetter(TypedDict):
@@ -223,8 +226,8 @@ SCHEMA_FILES: dict[str, str] = {
     "device_payload": "device_payload.v1.schema.json",
     "reading": "reading.v2.schema.json",
     "device_health": "device_health.v1.schema.json",
-    "aggregate": "aggregate.v2.schema.json",
-    "late_reading": "late_reading.v1.schema.json",
+    "aggregate": "aggregate.v3.schema.json",
+    "late_reading": "late_reading.v2.schema.json",
     "dead_letter": "dead_letter.v1.schema.json",
     "index": "index.v2.schema.json",
     "station_hour": "station_hour.v2.schema.json",

@@ -36,6 +36,7 @@ class Station:
     timezone: str
     parameters: tuple[str, ...]
     river_km: float | None = None  # distance along the river from its first section (water only)
+    sampling_s: int = 60  # the device's reporting interval: what a window's expected count is made of
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,13 @@ def _zone(name: str, file: Path, key: str) -> str:
     return name
 
 
+def _sampling(value: Any, file: Path, key: str) -> int:
+    # Whole seconds dividing a minute or whole minutes, so every minute (or hour) expects a whole count.
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0 or (60 % value and value % 60):
+        raise ConfigError(file, key, f"must be whole seconds dividing 60 or a multiple of 60, got {value!r}")
+    return value
+
+
 def parse_network(doc: Any, file: Path) -> Network:
     if not isinstance(doc, dict):
         raise ConfigError(file, "<root>", "must be a mapping with 'regions' and 'stations'")
@@ -81,6 +89,7 @@ def parse_network(doc: Any, file: Path) -> Network:
             raise ConfigError(file, f"{where}.id", f"duplicate region {rid!r}")
         tz = _zone(_require(r, "timezone", where, file, str), file, f"{where}.timezone")
         regions[rid] = Region(rid, str(r.get("name", rid)), tz)
+    default_sampling = _sampling(doc.get("sampling_s", 60), file, "sampling_s")
     stations: dict[str, Station] = {}
     for i, s in enumerate(_require(doc, "stations", "<root>", file, list)):
         where = f"stations[{i}]"
@@ -108,10 +117,11 @@ def parse_network(doc: Any, file: Path) -> Network:
             if PARAMETERS[p].medium != medium:
                 raise ConfigError(file, f"{where}.parameters", f"{p!r} is a {PARAMETERS[p].medium} parameter, station is {medium}")
         tz = _zone(str(s.get("timezone", regions[region].timezone)), file, f"{where}.timezone")
+        sampling = _sampling(s.get("sampling_s", default_sampling), file, f"{where}.sampling_s")
         river_km = s.get("river_km")
         if medium == "water" and not isinstance(river_km, (int, float)):
             raise ConfigError(file, f"{where}.river_km", "is required for water stations (number, km from the first section)")
-        stations[sid] = Station(sid, region, medium, lat, lon, tz, tuple(params), None if river_km is None else float(river_km))
+        stations[sid] = Station(sid, region, medium, lat, lon, tz, tuple(params), None if river_km is None else float(river_km), sampling)
     return Network(regions, stations, doc.get("river"), str(file))
 
 

@@ -19,6 +19,10 @@ READINGS_DEAD = Topic("jw.readings.dead", key="topic", partitions=1)
 READINGS_LATE = Topic("jw.readings.late", key="station_id", partitions=1)
 READINGS_ALIGNED = Topic("jw.readings.aligned", key="station_id", partitions=4)
 READINGS_HOURLY = Topic("jw.readings.rolling1h", key="station_id", partitions=4)
+# One-minute windows revised by late readings (version >= 2), written by Flink's upsert-kafka
+# sink: the key is the JSON of (station_id, parameter, window_start), the latest record per key
+# is the current one, so compaction keeps exactly that. Rare, hence one partition.
+READINGS_REVISIONS = Topic("jw.readings.revisions", key="station_id,parameter,window_start", partitions=1, compacted=True)
 STATION_HOURS = Topic("jw.readings.station1h", key="station_id", partitions=2)
 STATION_CLOCK_HOURS = Topic("jw.readings.station_clock1h", key="station_id", partitions=2)  # one per station and clock hour
 INDICES = Topic("jw.indices", key="station_id", partitions=2)
@@ -35,6 +39,8 @@ ALERT_STATE = Topic(
 TIER_RULES = Topic("jw.control.tier-rules", key="rule_set_id", partitions=1, compacted=True)  # rules updates
 # Device clock events from the bridge (jw.device_health.v1): rare, so one partition; a log, not compacted.
 DEVICE_HEALTH = Topic("jw.devices.health", key="station_id", partitions=1)
+# Source apportionment (jw.apportionment.v1): one record per receptor or region, window and pollutant.
+APPORTIONMENT = Topic("jw.apportionment", key="region", partitions=2)
 # Calibration registry (jw.calibration_model.v1): each sensor's whole version history, latest per key kept.
 CALIBRATION = Topic("jw.control.calibration", key="sensor", partitions=1, compacted=True)
 CALIBRATION_PROPOSALS = Topic("jw.calibration.proposals", key="sensor", partitions=1)  # drift proposals, a log
@@ -44,6 +50,7 @@ ALL_TOPICS: tuple[Topic, ...] = (
     READINGS_DEAD,
     READINGS_LATE,
     READINGS_ALIGNED,
+    READINGS_REVISIONS,
     READINGS_HOURLY,
     STATION_HOURS,
     STATION_CLOCK_HOURS,
@@ -53,6 +60,7 @@ ALL_TOPICS: tuple[Topic, ...] = (
     ALERT_STATE,
     TIER_RULES,
     DEVICE_HEALTH,
+    APPORTIONMENT,
     CALIBRATION,
     CALIBRATION_PROPOSALS,
 )

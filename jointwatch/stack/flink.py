@@ -28,6 +28,8 @@ def job_args(settings: Settings, *extra: str) -> list[str]:
         "--bootstrap", settings.kafka_bootstrap,
         "--namespace", settings.namespace,
         "--deps-dir", str(settings.deps_dir),
+        "--alignment", str(settings.alignment_file),
+        "--network", str(settings.network_file),
         "--checkpoint-dir", str(settings.state_dir / "checkpoints" / (settings.namespace or "default")),
         *extra,
     ]

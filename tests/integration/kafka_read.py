@@ -12,7 +12,8 @@ from confluent_kafka import Consumer
 
 
 def read_until(bootstrap: str, topics: list[str], done: Callable[[list[tuple[str, Any]]], bool], timeout_s: float = 60.0) -> list[tuple[str, Any]]:
-    """(topic, decoded JSON) of every message from the start, until done(messages) or the timeout."""
+    """(topic, decoded JSON) of every message from the start, until done(messages) or the timeout.
+    A tombstone (an upsert topic's delete) is (topic, None)."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"test-read-{uuid.uuid4().hex}", "auto.offset.reset": "earliest", "enable.auto.commit": False})
     consumer.subscribe(topics)
     out: list[tuple[str, Any]] = []
@@ -21,7 +22,7 @@ def read_until(bootstrap: str, topics: list[str], done: Callable[[list[tuple[str
         while time.monotonic() < deadline and not done(out):
             # Batches, so `done` (which may scan everything read so far) runs per batch, not per message.
             batch = [m for m in consumer.consume(1000, timeout=0.5) if not m.error()]
-            out.extend((m.topic(), json.loads(m.value())) for m in batch)
+            out.extend((m.topic(), None if m.value() is None else json.loads(m.value())) for m in batch)
     finally:
         consumer.close()
     return out

@@ -1,9 +1,11 @@
 """Adversarial alignment on the real job: duplicated bursts after a reconnect (one copy
 corrected by a slightly different clock offset), out-of-order delivery within the allowed
-out-of-orderness, a clock-corrected device, readings beyond the out-of-orderness, and a
-station offline for a while that then replays its backlog. Readings go straight to Kafka (exact times and values);
-what the job publishes is compared with a numpy reference, and every reading is accounted
-for: distinct readings in the one-minute aggregates + duplicates + late = input.
+out-of-orderness, a clock-corrected device, late readings within the allowed lateness (they
+revise their minutes: a new reading, a re-sent copy, a conflicting copy, a short backlog),
+readings beyond it, and a station offline for a while that then replays its backlog.
+Readings go straight to Kafka (exact times and values); what the job publishes is compared
+with a numpy reference of every reading that was not beyond the allowed lateness, and every
+reading is accounted for: distinct + duplicates in each minute's latest version + late = input.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from confluent_kafka import Producer
 from connectors.kafka_io import producer_config
 from jointwatch.stack.flink import start_embedded_job
 from schemas.models import validation_errors
-from schemas.topics import READINGS_ALIGNED, READINGS_LATE, READINGS_RAW, namespaced
+from schemas.topics import READINGS_ALIGNED, READINGS_LATE, READINGS_RAW, READINGS_REVISIONS, namespaced
 from tests.integration.kafka_read import read_until
 from tests.samples import T0
 
@@ -49,8 +51,8 @@ def stream(minutes: range, rng: random.Random) -> list[dict[str, Any]]:
         for k in range(6):
             t = T0 + m * MINUTE + k * 10_000
             for station in (DUPED, JUMBLED, OFFLINE):
-                if station == OFFLINE and 10 <= m < 20:
-                    continue  # offline: its backlog comes later
+                if station == OFFLINE and (10 <= m < 20 or 32 <= m < 35):
+                    continue  # offline: its backlogs come later
                 offset = 180_000 if station == JUMBLED and m >= 30 else 0  # its clock ran 3 min fast from minute 30 (corrected)
                 r = reading(station, t, round(20 + 10 * np.sin((m * 6 + k) / 9) + rng.random(), 3), offset)
                 out.append(r)
@@ -73,17 +75,29 @@ def produce(producer: Producer, topic: str, docs: list[dict[str, Any]]) -> None:
     assert producer.flush(30) == 0
 
 
-def test_duplicates_disorder_lateness_and_backlog_are_all_accounted_for(stack) -> None:
+def test_duplicates_disorder_lateness_revisions_and_backlog_are_all_accounted_for(stack) -> None:
     s = stack.isolated()
     rng = random.Random(5)
     raw = namespaced(READINGS_RAW, s.namespace)
     aligned_topic, late_topic = namespaced(READINGS_ALIGNED, s.namespace), namespaced(READINGS_LATE, s.namespace)
+    revisions_topic = namespaced(READINGS_REVISIONS, s.namespace)
     first, second = stream(range(0, 40), rng), stream(range(40, 60), rng)
-    # Sent after the job has closed minute 35: beyond the out-of-orderness, so late, never dropped.
+    # Sent after the job has closed minute 35 (watermark 35:59.999 .. 39:20 while they are read, since
+    # each partition's watermark trails its newest reading, <= 39:50, by 30 s): minutes 5 and 10-19
+    # closed more than the allowed 10 minutes ago, so late; minutes 32-34 less, so they are revised.
     late_resend = [reading(DUPED, T0 + 5 * MINUTE, 99.0)]
     backlog = [reading(OFFLINE, T0 + m * MINUTE + k * 10_000, 30.0 + m + k) for m in range(10, 20) for k in range(6)]
+    short_backlog = [reading(OFFLINE, T0 + m * MINUTE + k * 10_000, 40.0 + m + k) for m in range(32, 35) for k in range(6)]
+    on_time_33 = next(r for r in first if r["station_id"] == DUPED and r["event_time"] == T0 + 33 * MINUTE)
+    on_time_34 = next(r for r in first if r["station_id"] == JUMBLED and r["event_time"] == T0 + 34 * MINUTE + 20_000)
+    revising = [
+        reading(DUPED, T0 + 33 * MINUTE + 5_000, 77.0),  # a reading the device sent late: one more distinct reading
+        dict(on_time_33),  # a copy re-sent late: a duplicate, the mean stays
+        {**on_time_34, "value": on_time_34["value"] - 5.0},  # a conflicting copy: the smaller value counts, as on time
+        *short_backlog,
+    ]
     producer = Producer(producer_config(s.kafka_bootstrap, **{"linger.ms": 20}))
-    job = start_embedded_job(s, "--startup-mode", "earliest-offset", "--idle-timeout", "5")
+    job = start_embedded_job(s, "--startup-mode", "earliest-offset", "--idle-timeout", "5", "--allowed-lateness", "10")
     try:
         produce(producer, raw, first)
 
@@ -91,59 +105,74 @@ def test_duplicates_disorder_lateness_and_backlog_are_all_accounted_for(stack) -
             return lambda ms: any(t == aligned_topic and d["window_start"] >= T0 + minute * MINUTE for t, d in ms)
 
         assert read_until(s.kafka_bootstrap, [aligned_topic], closed_through(35), timeout_s=120), f"job log:\n{job.tail()}"
-        produce(producer, raw, late_resend + backlog + second)
-        sent = first + late_resend + backlog + second
-        behind = {(r["station_id"], r["event_time"]) for r in late_resend + backlog}
+        produce(producer, raw, late_resend + backlog + revising + second)
+        sent = first + late_resend + backlog + revising + second
+        beyond = late_resend + backlog
+        behind = {(r["station_id"], r["event_time"]) for r in beyond}
         # minutes whose windows the stream's end (minute 59, watermark 30 s behind) has closed
         closed = {(r["station_id"], r["event_time"] // MINUTE) for r in sent if r["event_time"] < T0 + 58 * MINUTE}
-
         on_time_windows = {(r["station_id"], r["event_time"] // MINUTE) for r in first + second} & closed
+        revised = {(DUPED, T0 // MINUTE + 33): 3, (JUMBLED, T0 // MINUTE + 34): 2} | {(OFFLINE, T0 // MINUTE + m): 7 for m in range(32, 35)}
 
         def complete(ms) -> bool:
             windows = {(d["station_id"], d["window_start"] // MINUTE) for t, d in ms if t == aligned_topic}
             late = {(d["station_id"], d["event_time"]) for t, d in ms if t == late_topic}
-            return on_time_windows <= windows and behind <= late
+            versions = {(d["station_id"], d["window_start"] // MINUTE): d["version"] for t, d in ms if t == revisions_topic and d}
+            return on_time_windows <= windows and behind <= late and all(versions.get(k) == v for k, v in revised.items())
 
-        messages = read_until(s.kafka_bootstrap, [aligned_topic, late_topic], complete, timeout_s=120)
+        messages = read_until(s.kafka_bootstrap, [aligned_topic, late_topic, revisions_topic], complete, timeout_s=120)
         assert complete(messages), f"job alive {job.running()}; log:\n{job.tail()}"
     finally:
         job.stop()
 
     aligned = [d for t, d in messages if t == aligned_topic]
     late = [d for t, d in messages if t == late_topic]
-    assert all(validation_errors("aggregate", d) == [] for d in aligned)
-    assert all(validation_errors("late_reading", d) == [] and d["reason"] == "behind_watermark" and d["late_by_ms"] <= 0 for d in late)
+    revisions = [d for t, d in messages if t == revisions_topic and d is not None]  # tombstones: a revision's transient retraction
+    assert all(validation_errors("aggregate", d) == [] for d in aligned + revisions)
+    assert all(d["version"] == 1 for d in aligned) and all(d["version"] >= 2 for d in revisions)
+    assert all(validation_errors("late_reading", d) == [] and d["reason"] == "beyond_allowed_lateness" and d["late_by_ms"] < 0
+               and d["allowed_lateness_ms"] == 600_000 for d in late)
     assert sorted((d["station_id"], d["event_time"]) for d in late) == sorted(behind)  # exactly these, each once
 
-    # The reference: per station and minute, the distinct on-time readings and their copies.
+    # What stores hold: per station and minute, the record with the highest version.
+    latest: dict[tuple[str, int], dict[str, Any]] = {}
+    for d in aligned + revisions:
+        key = (d["station_id"], d["window_start"] // MINUTE)
+        if key not in latest or d["version"] >= latest[key]["version"]:
+            latest[key] = d
+    assert {k: latest[k]["version"] for k in revised} == revised
+    assert {k for k, d in latest.items() if d["version"] > 1} == set(revised)
+
+    # The reference: per station and minute, every reading not beyond the allowed lateness, as if on time:
+    # distinct readings (the smallest value of conflicting copies) and their copies.
+    counted = first + second + revising
     copies: dict[tuple[str, int], Counter] = defaultdict(Counter)
-    values: dict[tuple[str, int], dict[int, float]] = defaultdict(dict)
+    values: dict[tuple[str, int], dict[str, float]] = defaultdict(dict)
     corrected_ids: dict[tuple[str, int], set[str]] = defaultdict(set)  # a reading counts as corrected if any copy was
-    for r in first + second:  # everything sent in order (within the out-of-orderness)
+    for r in counted:
         key = (r["station_id"], r["event_time"] // MINUTE)
         if r["clock_corrected"]:
             corrected_ids[key].add(r["reading_id"])
         copies[key][r["reading_id"]] += 1
-        values[key][r["reading_id"]] = r["value"]
-    by_window = {(d["station_id"], d["window_start"] // MINUTE): d for d in aligned}
-    assert len(by_window) == len(aligned), "one aggregate per station and minute"
+        values[key][r["reading_id"]] = min(r["value"], values[key].get(r["reading_id"], float("inf")))
     checked = 0
     for key in sorted(k for k in copies if k in closed):
-        d = by_window[key]
-        expected_mean = float(np.mean(list(values[key].values())))
+        d = latest[key]
         assert (d["count"], d["duplicates"]) == (len(copies[key]), sum(copies[key].values()) - len(copies[key])), key
         assert d["clock_corrected"] == len(corrected_ids[key]), key
-        assert d["mean"] == pytest.approx(expected_mean, rel=1e-12), key
+        assert d["mean"] == pytest.approx(float(np.mean(list(values[key].values()))), rel=1e-12), key
+        assert (d["expected"], d["completeness"]) == (1.0, 1.0), key  # config/network.yaml: every 60 s; these report every 10 s
         checked += 1
-    assert checked == 3 * 58 - 10  # 58 closed minutes of 3 stations, less the offline station's 10
-    assert sum(by_window[(DUPED, T0 // MINUTE + m)]["duplicates"] for m in range(10, 20)) == 10 * 6 * 2
-    assert not any((OFFLINE, T0 // MINUTE + m) in by_window for m in range(10, 20))  # the backlog was late: no revision yet
-    assert all(by_window[(JUMBLED, T0 // MINUTE + m)]["clock_corrected"] == 6 for m in range(30, 58))
+    assert checked == 3 * 58 - 10  # 58 closed minutes of 3 stations, less the offline station's first backlog
+    assert sum(latest[(DUPED, T0 // MINUTE + m)]["duplicates"] for m in range(10, 20)) == 10 * 6 * 2
+    assert not any((OFFLINE, T0 // MINUTE + m) in latest for m in range(10, 20))  # that backlog was beyond the allowed lateness
+    assert all(latest[(JUMBLED, T0 // MINUTE + m)]["clock_corrected"] == 6 for m in range(30, 58))
+    assert latest[(DUPED, T0 // MINUTE + 33)]["count"] == 7 and latest[(DUPED, T0 // MINUTE + 33)]["duplicates"] == 1
 
-    # Accounting: every reading of a closed minute is a distinct reading, a duplicate, or late.
+    # Accounting: every reading of a closed minute is a distinct reading or a duplicate in its minute's latest version, or late.
     sent_count = Counter((r["station_id"], r["event_time"] // MINUTE) for r in sent if (r["station_id"], r["event_time"] // MINUTE) in closed)
     got = Counter()
-    for key, d in by_window.items():
+    for key, d in latest.items():
         got[key] += d["count"] + d["duplicates"]
     for d in late:
         got[(d["station_id"], d["event_time"] // MINUTE)] += 1

@@ -16,7 +16,7 @@ from prometheus_client import REGISTRY
 from connectors.influx_sink import InfluxSink
 from connectors.kafka_io import committed_offsets, encode_json, producer_config
 from jointwatch.settings import Settings
-from schemas.topics import ALERTS, READINGS_ALIGNED, READINGS_HOURLY, Topic, namespaced
+from schemas.topics import ALERTS, READINGS_ALIGNED, READINGS_HOURLY, READINGS_REVISIONS, Topic, namespaced
 from tests.integration import background
 from tests.samples import sample_alert
 
@@ -35,15 +35,16 @@ def running(sink: InfluxSink) -> AbstractContextManager[threading.Event]:
 
 
 def produce(settings: Settings, topic: Topic, docs: list[Any]) -> None:
+    """Each doc as a message: bytes as they are, None as a tombstone, anything else as JSON."""
     producer = Producer(producer_config(settings.kafka_bootstrap))
     for doc in docs:
-        value = doc if isinstance(doc, bytes) else encode_json(doc)
+        value = doc if doc is None or isinstance(doc, bytes) else encode_json(doc)
         producer.produce(namespaced(topic, settings.namespace), key=b"k", value=value)
     assert producer.flush(10) == 0
 
 
 def committed(settings: Settings, group_id: str) -> dict[str, int]:
-    return committed_offsets(settings.kafka_bootstrap, group_id, [READINGS_ALIGNED, READINGS_HOURLY, ALERTS], settings.namespace)
+    return committed_offsets(settings.kafka_bootstrap, group_id, [READINGS_ALIGNED, READINGS_HOURLY, ALERTS, READINGS_REVISIONS], settings.namespace)
 
 
 def wait_until(condition: Any, timeout: float, what: str) -> Any:
@@ -59,10 +60,10 @@ def wait_until(condition: Any, timeout: float, what: str) -> Any:
 def aggregate(station: str, window: str, end: int, mean: float, **over: Any) -> dict[str, Any]:
     span = MINUTE if window == "1m" else 60 * MINUTE
     doc = {
-        "schema": "jw.aggregate.v2", "station_id": station, "region": "north", "medium": "air", "parameter": "pm25",
+        "schema": "jw.aggregate.v3", "station_id": station, "region": "north", "medium": "air", "parameter": "pm25",
         "unit": "ug/m3", "window": window, "window_start": end - span, "window_end": end, "mean": mean,
         "min": mean - 1, "max": mean + 1, "count": 4, "duplicates": 0, "clock_corrected": 0, "minutes": 1 if window == "1m" else 58,
-        "completeness": 1.0 if window == "1m" else 58 / 60,
+        "expected": 1.0 if window == "1m" else 60.0, "completeness": 1.0 if window == "1m" else 58 / 60, "version": 1,
     }
     doc.update(over)
     return doc
@@ -103,7 +104,8 @@ def test_aggregates_and_alerts_are_written_then_committed(stack: Any, settings: 
     token = stack.secrets.influx_token
 
     with running(InfluxSink.create(settings, stack.secrets, group_id=group, batch_size=3)):
-        wait_until(lambda: committed(settings, group) == {READINGS_ALIGNED.name: 7, READINGS_HOURLY.name: 1, ALERTS.name: 2}, 60, "commits")
+        wait_until(lambda: committed(settings, group) == {READINGS_ALIGNED.name: 7, READINGS_HOURLY.name: 1, ALERTS.name: 2,
+                                                          READINGS_REVISIONS.name: 0}, 60, "commits")
 
     aggs = rows(settings, token, "aggregate", station)
     one_minute = sorted((r for r in aggs if r["window"] == "1m"), key=lambda r: r["_time"])
@@ -123,6 +125,15 @@ def test_aggregates_and_alerts_are_written_then_committed(stack: Any, settings: 
     invalid_after = REGISTRY.get_sample_value("jw_sink_invalid_messages_total", {"topic": READINGS_ALIGNED.name})
     assert invalid_after == invalid_before + 2
 
+    # A late reading revised minute 1: the revision (a tombstone first, as the job's upsert sink
+    # may write) replaces the first result in place; the minute is still one point.
+    produce(settings, READINGS_REVISIONS, [None, {**minutes[1], "mean": 99.0, "count": 5, "version": 2}])
+    with running(InfluxSink.create(settings, stack.secrets, group_id=group, batch_size=3)):
+        wait_until(lambda: committed(settings, group)[READINGS_REVISIONS.name] == 2, 60, "revision commits")
+    revised = sorted((r for r in rows(settings, token, "aggregate", station) if r["window"] == "1m"), key=lambda r: r["_time"])
+    assert [(r["mean"], r["version"]) for r in revised] == [(34.0, 1), (33.0, 1), (32.0, 1), (99.0, 2), (30.0, 1)]
+    assert revised[3]["count"] == 5
+
 
 def test_nothing_is_committed_while_influx_refuses_writes(stack: Any, settings: Settings) -> None:
     station = f"x-{uuid.uuid4().hex[:8]}"
@@ -135,7 +146,7 @@ def test_nothing_is_committed_while_influx_refuses_writes(stack: Any, settings: 
     broken = settings.with_(influx_db=f"missing_{uuid.uuid4().hex[:8]}")
     with running(InfluxSink.create(broken, stack.secrets, group_id=group, retry_base_s=0.2)):
         wait_until(lambda: (REGISTRY.get_sample_value("jw_sink_write_failures_total") or 0) >= failures_before + 2, 30, "write retries")
-        assert committed(settings, group) == {READINGS_ALIGNED.name: 0, READINGS_HOURLY.name: 0, ALERTS.name: 0}
+        assert committed(settings, group) == {READINGS_ALIGNED.name: 0, READINGS_HOURLY.name: 0, ALERTS.name: 0, READINGS_REVISIONS.name: 0}
 
     # The same group against the real database picks the uncommitted message up again.
     with running(InfluxSink.create(settings, stack.secrets, group_id=group)):

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from connectors.influx_sink import aggregate_point, alert_point, to_point
+from connectors.influx_sink import Versions, aggregate_point, alert_point, to_point
 from schemas.models import Aggregate, validation_errors
 from schemas.topics import ALERTS, READINGS_ALIGNED, READINGS_HOURLY, STATION_HOURS
 from tests.samples import sample_alert
@@ -16,10 +16,10 @@ WINDOW_END = 1_767_225_600_000  # 2026-01-01T00:00:00Z in ms
 
 def make_aggregate(**over: Any) -> Aggregate:
     doc: dict[str, Any] = {
-        "schema": "jw.aggregate.v2", "station_id": "n-a03", "region": "north", "medium": "air",
+        "schema": "jw.aggregate.v3", "station_id": "n-a03", "region": "north", "medium": "air",
         "parameter": "pm25", "unit": "ug/m3", "window": "1h-rolling", "window_start": WINDOW_END - 3_600_000,
         "window_end": WINDOW_END, "mean": 35.5, "min": 20.0, "max": 61.25, "count": 240, "duplicates": 2, "clock_corrected": 3, "minutes": 58,
-        "completeness": 0.9667,
+        "expected": 60.0, "completeness": 0.9667, "version": 1,
     }
     doc.update(over)
     assert validation_errors("aggregate", doc) == []
@@ -29,7 +29,7 @@ def make_aggregate(**over: Any) -> Aggregate:
 def test_aggregate_point() -> None:
     assert aggregate_point(make_aggregate()).to_line_protocol() == (
         "aggregate,medium=air,parameter=pm25,region=north,station_id=n-a03,window=1h-rolling "
-        "clock_corrected=3i,completeness=0.9667,count=240i,duplicates=2i,max=61.25,mean=35.5,min=20,minutes=58i "
+        "clock_corrected=3i,completeness=0.9667,count=240i,duplicates=2i,expected=60,max=61.25,mean=35.5,min=20,minutes=58i,version=1i "
         f"{WINDOW_END}"
     )
 
@@ -37,8 +37,21 @@ def test_aggregate_point() -> None:
 def test_integral_json_numbers_stay_float_fields() -> None:
     # InfluxDB fixes a field's type on first write: 35 must not become an integer field (35i);
     # in line protocol a number without a suffix is a float.
-    line = aggregate_point(make_aggregate(mean=35, min=35, max=35, completeness=1)).to_line_protocol()
-    assert "clock_corrected=3i,completeness=1,count=240i,duplicates=2i,max=35,mean=35,min=35,minutes=58i " in line
+    line = aggregate_point(make_aggregate(mean=35, min=35, max=35, completeness=1, expected=60)).to_line_protocol()
+    assert "clock_corrected=3i,completeness=1,count=240i,duplicates=2i,expected=60,max=35,mean=35,min=35,minutes=58i,version=1i " in line
+
+
+def test_a_revision_is_not_overwritten_by_its_first_result_read_after_it() -> None:
+    versions = Versions(capacity=2)
+    first, revised = make_aggregate(window="1m"), make_aggregate(window="1m", version=3, count=241)
+    assert not versions.supersedes(first)  # nothing revised yet: written
+    assert not versions.supersedes(revised)
+    assert versions.supersedes(first)  # read after its revision: skipped
+    assert not versions.supersedes(make_aggregate(window="1m", version=4))  # a later revision is written
+    assert not versions.supersedes(make_aggregate(window="1h-rolling"))  # another window kind is another series
+    for k in range(2):  # the memory is bounded: the oldest revised windows are forgotten
+        versions.supersedes(make_aggregate(window="1m", version=2, window_start=k))
+    assert not versions.supersedes(first)
 
 
 def test_alert_point() -> None:

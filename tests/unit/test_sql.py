@@ -74,7 +74,7 @@ def test_ddl_uses_namespaced_topics(namespace: str) -> None:
     if namespace:  # nothing may still point at a production topic
         every = "\n".join([source_ddl(opts), *sinks])
         produced = re.findall(rf"'topic'\s*=\s*{SQL_STRING}", every)
-        assert len(produced) == 6 and all(unquote(t).startswith(prefix) for t in produced), produced
+        assert len(produced) == 7 and all(unquote(t).startswith(prefix) for t in produced), produced
 
 
 def test_source_options_come_from_job_options() -> None:
@@ -138,14 +138,15 @@ def test_statements_create_every_table_before_the_inserts_that_use_them() -> Non
     ddl, inserts = statements(JobOptions(bootstrap="b:1", namespace="x"))
     created = [m.group(1) for d in ddl for m in [re.search(r"CREATE (?:TEMPORARY VIEW|TABLE) (\w+)", d)] if m]
     assert created == [
-        "readings", "late_sink", "aligned_sink", "rolling_sink", "station_hours_sink", "station_clock_hours_sink",
-        "on_time", "distinct_readings", "minute_means", "rolling_means", "station_minutes", "station_hours",
+        "readings", "late_sink", "aligned_sink", "revisions_sink", "rolling_sink", "station_hours_sink", "station_clock_hours_sink",
+        "on_time", "distinct_readings", "minute_means", "rolling_means", "kept", "revisable", "revision_rows", "revised_readings",
+        "station_minutes", "station_hours",
         "clock_hours", "clock_o3_8h", "clock_o3_max", "clock_days",
     ]
     targets = [re.match(r"\s*INSERT INTO (\w+)", i).group(1) for i in inserts]
-    assert targets == ["late_sink", "aligned_sink", "station_hours_sink", "station_clock_hours_sink"]  # rolling is opt-in
+    assert targets == ["late_sink", "aligned_sink", "revisions_sink", "station_hours_sink", "station_clock_hours_sink"]  # rolling is opt-in
     _, every_insert = statements(JobOptions(bootstrap="b:1"), OUTPUTS)
-    assert [re.match(r"\s*INSERT INTO (\w+)", i).group(1) for i in every_insert][2] == "rolling_sink"
+    assert [re.match(r"\s*INSERT INTO (\w+)", i).group(1) for i in every_insert][3] == "rolling_sink"
     every = "\n".join(ddl + inserts)
     assert "alert" not in every.lower(), "the job makes no alerts any more (the alert stage does)"
     assert "PROCTIME" not in every.upper() and "CURRENT_TIMESTAMP" not in every.upper()
@@ -258,19 +259,27 @@ def as_sqlite(sql: str) -> str:
         return f"(SELECT *, {start} AS window_start, {start} + {size} AS window_end, {start} + {size} - 1 AS window_time FROM {table})"
 
     sql = TUMBLE.sub(tumble, sql)
-    return re.sub(r"INTERVAL '(\d+)' (SECOND|MINUTE|HOUR)", lambda m: str(int(m.group(1)) * UNIT_MS[m.group(2)]), sql)
+    sql = re.sub(r"INTERVAL '([\d.]+)' (SECOND|MINUTE|HOUR)", lambda m: str(round(float(m.group(1)) * UNIT_MS[m.group(2)])), sql)
+    sql = re.sub(r"CAST\(TIMESTAMPDIFF\(MINUTE, TIMESTAMP '1970-01-01 00:00:00', (\w+)\) AS BIGINT\)", r"(\1 / 60000)", sql)
+    return re.sub(r"FLOOR\((CURRENT_WATERMARK\(ts\) \+ \d+) TO MINUTE\)", r"FLOOR_MINUTE(\1)", sql)
 
 
 Reading = tuple[str, str, int, float, str]  # station, parameter, event time (ms), value, status
 
 
-def run_views(readings: Iterable[Reading]) -> sqlite3.Connection:
+def run_views(readings: Iterable[Reading], watermarks: dict[int, int] | None = None) -> sqlite3.Connection:
+    """The views over `readings`; `watermarks` (event time -> the source's watermark when that
+    reading arrived) stands in for CURRENT_WATERMARK, which is NULL (nothing late) otherwise."""
+    watermarks = watermarks or {}
     db = sqlite3.connect(":memory:")
-    db.create_function("CURRENT_WATERMARK", 1, lambda ts: None, deterministic=True)
-    db.execute("CREATE TABLE readings (station_id, region, medium, `parameter`, `value` REAL, unit, status, ts INTEGER, reading_id, clock_corrected)")
+    db.create_function("CURRENT_WATERMARK", 1, lambda ts: watermarks.get(ts), deterministic=True)
+    db.create_function("FLOOR_MINUTE", 1, lambda t: None if t is None else t - t % MINUTE, deterministic=True)
+    db.create_function("MOD", 2, lambda a, b: a % b, deterministic=True)
+    db.execute("CREATE TABLE readings (station_id, region, medium, `parameter`, `value` REAL, unit, status, ts INTEGER, event_time INTEGER, "
+               "reading_id, clock_corrected)")
     db.executemany(
-        "INSERT INTO readings VALUES (?, 'north', ?, ?, ?, 'u', ?, ?, ?, 0)",
-        [(s, "water" if p in ("nh3n", "do") else "air", p, v, status, t, f"{s}/{p}/{t}") for s, p, t, v, status in readings],
+        "INSERT INTO readings VALUES (?, 'north', ?, ?, ?, 'u', ?, ?, ?, ?, 0)",
+        [(s, "water" if p in ("nh3n", "do") else "air", p, v, status, t, t, f"{s}/{p}/{t}") for s, p, t, v, status in readings],
     )
     for sql in views().values():
         db.execute(as_sqlite(sql))
@@ -393,14 +402,6 @@ def test_clock_hour_8h_and_24h_windows_match_an_independent_reference() -> None:
     for col, rule in (("o3_8h_hours", 6), ("pm25_24h_hours", 20), ("o3_24h_hours", 20), ("o3_8h_max_means", 14)):
         counts = {r[col] for r in got.values()}
         assert min(counts) < rule <= max(counts), (col, sorted(counts))
-
-
-def test_late_readings_are_split_off_with_the_complementary_predicate() -> None:
-    from jobs.sql import INSERT_LATE, ON_TIME_VIEW
-
-    assert "CURRENT_WATERMARK(ts) IS NULL OR ts > CURRENT_WATERMARK(ts)" in ON_TIME_VIEW
-    assert re.search(r"WHERE ts <= CURRENT_WATERMARK\(ts\)\s*$", INSERT_LATE)
-    assert "'behind_watermark'" in INSERT_LATE
 
 
 def test_resent_readings_count_once_and_are_reported_as_duplicates() -> None:
