@@ -128,7 +128,7 @@ class Registry:
         for name, value in compiled.items():
             object.__setattr__(self, name, value)
         if np.any(np.diff(composite) <= 0):  # the as-of search relies on it
-            raise ValueError("sensors must be in key order, each sensor's versions in effective_from order")
+            raise ValueError("each sensor's versions must be in strictly increasing effective_from order")
 
     @property
     def entries(self) -> tuple[ModelVersion, ...]:

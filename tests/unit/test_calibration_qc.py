@@ -118,3 +118,14 @@ def test_qc_flags_combine_every_test() -> None:
     assert names[42] == ["RATE"]  # back to 21: -80/min, but no spike (window median 21 with 99 and 101 in it)
     assert names[45] == ["FLATLINE", "STATUS"]  # fourth 21 in a row; device in maintenance
     assert all(not x for x in names[1:40])
+
+
+def test_default_limits_of_a_parameter_apply() -> None:
+    # pm25: 30 equal values in a row is a flat line (the 30th trips, the 29th does not)
+    v = np.full(31, 5.0)
+    v[0] = 4.0
+    flags = qc_flags("pm25", v, np.arange(31) * MIN)
+    assert [bool(f & QcFlag.FLATLINE) for f in flags[29:]] == [False, True]
+    # wind direction: no rate or flat-line test (circular, steady wind is real)
+    wd = np.array([350.0, 10.0, 10.0] + [10.0] * 300)
+    assert not qc_flags("wind_dir", wd, np.arange(wd.size) * MIN).any()

@@ -231,3 +231,15 @@ def test_shipped_demo_registry_loads_against_the_network() -> None:
     assert reg.unlisted == "pass"
     for m in reg.messages():
         assert validation_errors("calibration_model", m) == []
+
+
+def test_registry_refuses_entries_out_of_order() -> None:
+    from dataclasses import replace
+
+    from calibration.registry import Registry
+
+    reg = parse_registry(doc(), "r.yaml")
+    s = reg.sensors["n-a01/no2"]
+    swapped = {**reg.sensors, s.key: replace(s, versions=s.versions[::-1])}
+    with pytest.raises(ValueError, match="strictly increasing effective_from"):
+        Registry("test", "pass", swapped)
