@@ -39,9 +39,6 @@ ALERT_STATE = Topic(
 TIER_RULES = Topic("jw.control.tier-rules", key="rule_set_id", partitions=1, compacted=True)  # rules updates
 # Device clock events from the bridge (jw.device_health.v1): rare, so one partition; a log, not compacted.
 DEVICE_HEALTH = Topic("jw.devices.health", key="station_id", partitions=1)
-# Calibration registry (jw.calibration_model.v1): each sensor's whole version history, latest per key kept.
-CALIBRATION = Topic("jw.control.calibration", key="sensor", partitions=1, compacted=True)
-CALIBRATION_PROPOSALS = Topic("jw.calibration.proposals", key="sensor", partitions=1)  # drift proposals, a log
 # Source apportionment (jw.apportionment.v1): one record per receptor or region, window and pollutant.
 APPORTIONMENT = Topic("jw.apportionment", key="region", partitions=2)
 # Calibration registry (jw.calibration_model.v1): each sensor's whole version history, latest per key kept.
@@ -63,8 +60,6 @@ ALL_TOPICS: tuple[Topic, ...] = (
     ALERT_STATE,
     TIER_RULES,
     DEVICE_HEALTH,
-    CALIBRATION,
-    CALIBRATION_PROPOSALS,
     APPORTIONMENT,
     CALIBRATION,
     CALIBRATION_PROPOSALS,
