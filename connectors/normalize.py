@@ -48,8 +48,11 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-def parse_device_time(ts: Any, zone: str) -> tuple[int, str]:
-    """Device time -> (UTC epoch ms, basis). Zone-less local times use the station's zone."""
+def parse_device_time(ts: Any, zone: str, reference_ms: int | None = None) -> tuple[int, str]:
+    """Device time -> (UTC epoch ms, basis). Zone-less local times use the station's zone; where
+    daylight saving makes one ambiguous (the repeated hour in autumn) or skipped (the missing hour
+    in spring, from a clock that kept standard time), of its two readings (fold 0 and 1) the one
+    nearest `reference_ms` (the gateway's or the bridge's receive time) is taken, else fold 0."""
     if _is_number(ts):
         if not math.isfinite(ts) or ts < 0:
             raise Rejected("bad_timestamp", f"ts {ts!r} is not a valid epoch")
@@ -71,8 +74,13 @@ def parse_device_time(ts: Any, zone: str) -> tuple[int, str]:
             continue
     else:
         raise Rejected("bad_timestamp", f"ts {ts!r} is neither ISO-8601, epoch, 'YYYY-MM-DD HH:MM:SS' nor HJ 212 'YYYYMMDDHHMMSS'")
-    # fold=0: in a DST overlap the earlier instant is taken (alignment work refines this).
-    return int(local.replace(tzinfo=ZoneInfo(zone)).timestamp() * 1000), "local"
+    tz = ZoneInfo(zone)
+    first, second = (int(local.replace(tzinfo=tz, fold=f).timestamp() * 1000) for f in (0, 1))
+    if first == second or reference_ms is None:
+        return first, "local"
+    # Readings are sent as they are taken (or kept with the gateway's receive time), so the
+    # reading an hour away from the reference is the wrong one; ties keep fold 0.
+    return min((first, second), key=lambda t: abs(t - reference_ms)), "local"
 
 
 def _check_shape(doc: Any) -> list[str]:
@@ -147,12 +155,12 @@ def normalize_message(
     if problems:
         code = "out_of_range" if all("physical range" in p for p in problems) else "unknown_parameter"
         raise Rejected(code, "; ".join(problems))
-    device_ms, basis = parse_device_time(doc["ts"], station.timezone)
     received = received_at_ms
     if "gw_ts" in doc:
         received, gw_basis = parse_device_time(doc["gw_ts"], station.timezone)
         if gw_basis != "iso8601":
             raise Rejected("bad_timestamp", f"gw_ts {doc['gw_ts']!r} must be ISO-8601 with a zone")
+    device_ms, basis = parse_device_time(doc["ts"], station.timezone, received)
     if not _EARLIEST_MS <= device_ms <= received + _MAX_AHEAD_MS:
         iso = datetime.fromtimestamp(device_ms / 1000, timezone.utc).isoformat()
         raise Rejected("bad_timestamp", f"ts {doc['ts']!r} = {iso} is implausible (before 2000 or > 2 days after receipt)")

@@ -13,15 +13,19 @@ from __future__ import annotations
 import json
 import random
 from collections import Counter, defaultdict
+from datetime import datetime, timezone
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pytest
 from confluent_kafka import Producer
 
 from connectors.kafka_io import producer_config
+from connectors.normalize import normalize
 from jointwatch.stack.flink import start_embedded_job
 from schemas.models import validation_errors
+from schemas.network import load_network
 from schemas.topics import READINGS_ALIGNED, READINGS_LATE, READINGS_RAW, READINGS_REVISIONS, namespaced
 from tests.integration.kafka_read import read_until
 from tests.samples import T0
@@ -177,3 +181,36 @@ def test_duplicates_disorder_lateness_revisions_and_backlog_are_all_accounted_fo
     for d in late:
         got[(d["station_id"], d["event_time"] // MINUTE)] += 1
     assert {k: got[k] for k in sent_count} == dict(sent_count)
+
+
+def test_local_time_device_through_the_autumn_dst_change(stack) -> None:
+    """A logger stamping Europe/Prague local time without a zone reports every 20 s through
+    2026-10-25 03:00 CEST -> 02:00 CET: its local hour 02:00-02:59 happens twice. The bridge's
+    normalisation (the real code, with the receive time as reference) and the job must give
+    every UTC minute once, with all three readings and the value of that minute."""
+    s = stack.isolated()
+    net = load_network(s.network_file)
+    sid = "n-a04"
+    zone = ZoneInfo(net.stations[sid].timezone)
+    start = int(datetime(2026, 10, 25, 0, 0, tzinfo=timezone.utc).timestamp() * 1000)  # 02:00 CEST
+    minutes = 160  # to 02:40 UTC = 03:40 CET
+    docs = []
+    for m in range(minutes):
+        for k in range(3):
+            t = start + m * MINUTE + k * 20_000
+            payload = {"station_id": sid, "ts": datetime.fromtimestamp(t / 1000, zone).strftime("%Y-%m-%d %H:%M:%S"), "values": {"pm25": float(m)}}
+            docs += normalize(f"jw/v1/north/{sid}/up", json.dumps(payload).encode(), net, t + 2_000)
+    assert len({d["device_time"] for d in docs}) == len(docs) - 60 * 3  # the repeated local hour
+    producer = Producer(producer_config(s.kafka_bootstrap, **{"linger.ms": 20}))
+    produce(producer, namespaced(READINGS_RAW, s.namespace), docs)
+    aligned_topic = namespaced(READINGS_ALIGNED, s.namespace)
+    closed = range(minutes - 1)  # the last minute stays open (the watermark trails by 30 s)
+    job = start_embedded_job(s, "--startup-mode", "earliest-offset", "--idle-timeout", "5")
+    try:
+        messages = read_until(s.kafka_bootstrap, [aligned_topic], lambda ms: len(ms) >= len(closed), timeout_s=120)
+    finally:
+        job.stop()
+    got = {(d["window_start"] - start) // MINUTE: d for _, d in messages}
+    assert sorted(got) == list(closed), f"job log:\n{job.tail()}"
+    for m, d in got.items():
+        assert (d["count"], d["duplicates"], d["mean"], d["version"]) == (3, 0, float(m), 1), m

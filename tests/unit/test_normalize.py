@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -12,7 +13,7 @@ from hypothesis import given, settings, strategies as st
 from connectors.clock_skew import ClockSkew
 from connectors.normalize import MAX_PAYLOAD_BYTES, Rejected, _check_shape, normalize, normalize_message, parse_device_time
 from schemas.models import validation_errors
-from schemas.network import parse_network
+from schemas.network import load_network, parse_network
 
 NET = parse_network(
     {
@@ -72,6 +73,45 @@ def test_gateway_time_is_the_receive_time_when_present() -> None:
 )
 def test_device_time_forms(ts, zone, expected, basis) -> None:
     assert parse_device_time(ts, zone) == (expected, basis)
+
+
+def utc_ms(*args: int) -> int:
+    return int(datetime(*args, tzinfo=timezone.utc).timestamp() * 1000)
+
+
+@pytest.mark.parametrize(
+    ("ts", "reference", "expected"),
+    [
+        # 2026-10-25, Europe/Prague: 03:00 CEST -> 02:00 CET, so 02:00..02:59 happens twice.
+        ("2026-10-25 02:30:00", utc_ms(2026, 10, 25, 0, 30, 5), utc_ms(2026, 10, 25, 0, 30)),  # the first time (CEST)
+        ("2026-10-25 02:30:00", utc_ms(2026, 10, 25, 1, 30, 5), utc_ms(2026, 10, 25, 1, 30)),  # the second time (CET)
+        ("2026-10-25 02:30:00", None, utc_ms(2026, 10, 25, 0, 30)),  # no reference: the earlier
+        ("2026-10-25 02:59:59", utc_ms(2026, 10, 25, 2, 10), utc_ms(2026, 10, 25, 1, 59, 59)),  # sent 10 min late: still the nearer
+        # 2026-03-29: 02:00 CET -> 03:00 CEST, 02:00..02:59 never happens on a DST clock; a clock kept on
+        # standard time shows it, and its reference says which reading was meant.
+        ("2026-03-29 02:30:00", utc_ms(2026, 3, 29, 1, 30, 5), utc_ms(2026, 3, 29, 1, 30)),
+        ("2026-03-29 02:30:00", utc_ms(2026, 3, 29, 0, 30, 5), utc_ms(2026, 3, 29, 0, 30)),
+        ("2026-10-25 04:30:00", utc_ms(2026, 10, 25, 9, 0), utc_ms(2026, 10, 25, 3, 30)),  # unambiguous: the reference is not used
+    ],
+)
+def test_daylight_saving_overlap_and_gap_resolve_to_the_reading_nearest_the_receive_time(ts, reference, expected) -> None:
+    assert parse_device_time(ts, "Europe/Prague", reference) == (expected, "local")
+
+
+def test_the_repeated_local_hour_gives_distinct_readings() -> None:
+    # A local-time device reporting every 10 min through the autumn change: 12 distinct UTC
+    # instants (and reading ids), though only 6 distinct local times.
+    net = load_network(Path(__file__).resolve().parents[2] / "config" / "network.yaml")
+    sid = "n-a04"
+    times = [utc_ms(2026, 10, 25, 0, 0) + k * 600_000 for k in range(12)]
+    readings = [
+        normalize(f"jw/v1/north/{sid}/up", json.dumps({"station_id": sid, "ts": datetime.fromtimestamp(t / 1000, ZoneInfo("Europe/Prague"))
+                  .strftime("%Y-%m-%d %H:%M:%S"), "values": {"pm25": 10.0}}).encode(), net, t + 2_000)[0]
+        for t in times
+    ]
+    assert len({r["device_time"] for r in readings}) == 6
+    assert [r["event_time"] for r in readings] == times
+    assert len({r["reading_id"] for r in readings}) == 12
 
 
 def test_local_time_uses_the_station_zone() -> None:

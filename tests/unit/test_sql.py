@@ -22,7 +22,10 @@ from jobs.sql import (
     OUTPUTS,
     ROLLING_VIEW,
     JobOptions,
+    _expected,
     clock_hour_columns,
+    insert_late,
+    insert_revisions,
     sink_ddls,
     source_ddl,
     statements,
@@ -161,8 +164,8 @@ def test_outputs_choose_the_inserts_and_reject_unknown_names() -> None:
             statements(JobOptions(bootstrap="b:1"), bad)
 
 
-def views() -> dict[str, str]:
-    ddl, _ = statements(JobOptions(bootstrap="b:1"))
+def views(opts: JobOptions | None = None) -> dict[str, str]:
+    ddl, _ = statements(opts or JobOptions(bootstrap="b:1"))
     return {m.group(1): d for d in ddl for m in [re.search(r"CREATE TEMPORARY VIEW (\w+)", d)] if m}
 
 
@@ -261,27 +264,28 @@ def as_sqlite(sql: str) -> str:
     sql = TUMBLE.sub(tumble, sql)
     sql = re.sub(r"INTERVAL '([\d.]+)' (SECOND|MINUTE|HOUR)", lambda m: str(round(float(m.group(1)) * UNIT_MS[m.group(2)])), sql)
     sql = re.sub(r"CAST\(TIMESTAMPDIFF\(MINUTE, TIMESTAMP '1970-01-01 00:00:00', (\w+)\) AS BIGINT\)", r"(\1 / 60000)", sql)
-    return re.sub(r"FLOOR\((CURRENT_WATERMARK\(ts\) \+ \d+) TO MINUTE\)", r"FLOOR_MINUTE(\1)", sql)
+    sql = re.sub(r"FLOOR\((CURRENT_WATERMARK\(ts\) \+ \d+) TO MINUTE\)", r"FLOOR_MINUTE(\1)", sql)
+    return sql.replace("CURRENT_WATERMARK(ts)", "wm")
 
 
 Reading = tuple[str, str, int, float, str]  # station, parameter, event time (ms), value, status
 
 
-def run_views(readings: Iterable[Reading], watermarks: dict[int, int] | None = None) -> sqlite3.Connection:
-    """The views over `readings`; `watermarks` (event time -> the source's watermark when that
-    reading arrived) stands in for CURRENT_WATERMARK, which is NULL (nothing late) otherwise."""
-    watermarks = watermarks or {}
+def run_views(readings: Iterable[Reading], late: Iterable[tuple[Reading, int]] = (), opts: JobOptions | None = None) -> sqlite3.Connection:
+    """The views over `readings` (on time: CURRENT_WATERMARK is NULL) and `late` readings, each
+    with the source's watermark when it arrived (the `wm` column stands in for CURRENT_WATERMARK)."""
     db = sqlite3.connect(":memory:")
-    db.create_function("CURRENT_WATERMARK", 1, lambda ts: watermarks.get(ts), deterministic=True)
     db.create_function("FLOOR_MINUTE", 1, lambda t: None if t is None else t - t % MINUTE, deterministic=True)
     db.create_function("MOD", 2, lambda a, b: a % b, deterministic=True)
+    db.create_function("LEAST", 2, min, deterministic=True)
     db.execute("CREATE TABLE readings (station_id, region, medium, `parameter`, `value` REAL, unit, status, ts INTEGER, event_time INTEGER, "
-               "reading_id, clock_corrected)")
+               "reading_id, clock_corrected, wm INTEGER)")
+    rows_in = [(r, None) for r in readings] + list(late)
     db.executemany(
-        "INSERT INTO readings VALUES (?, 'north', ?, ?, ?, 'u', ?, ?, ?, ?, 0)",
-        [(s, "water" if p in ("nh3n", "do") else "air", p, v, status, t, t, f"{s}/{p}/{t}") for s, p, t, v, status in readings],
+        "INSERT INTO readings VALUES (?, 'north', ?, ?, ?, 'u', ?, ?, ?, ?, 0, ?)",
+        [(s, "water" if p in ("nh3n", "do") else "air", p, v, status, t, t, f"{s}/{p}/{t}", wm) for (s, p, t, v, status), wm in rows_in],
     )
-    for sql in views().values():
+    for sql in views(opts).values():
         db.execute(as_sqlite(sql))
     return db
 
@@ -419,3 +423,51 @@ def test_resent_readings_count_once_and_are_reported_as_duplicates() -> None:
         T0 + MINUTE: (2, 2, 11.0 + 20.0),  # one reading at +25 s, the smallest of its three values
         T0 + 2 * MINUTE: (2, 0, 12.0 + 22.0),
     }
+
+
+def test_late_readings_revise_their_minute_as_if_they_had_been_on_time() -> None:
+    opts = JobOptions(bootstrap="b:1", allowed_lateness_min=10)
+    on_time = [("a1", "pm25", T0 + 5_000, 10.0, "N"), ("a1", "pm25", T0 + 25_000, 20.0, "N"), ("a1", "pm25", T0 + MINUTE + 5_000, 40.0, "N")]
+    late = [
+        (("a1", "pm25", T0 + 35_000, 30.0, "N"), T0 + 3 * MINUTE),  # a new reading for minute 0, closed 2 min before
+        (("a1", "pm25", T0 + 5_000, 8.0, "N"), T0 + 3 * MINUTE),  # a conflicting copy: the smaller value counts, as on time
+        (("a1", "pm25", T0 + 5 * MINUTE + 10_000, 1.0, "N"), T0 + 7 * MINUTE),  # a minute that had nothing on time
+        (("a1", "pm25", T0 + 5 * MINUTE + 40_000, 3.0, "N"), T0 + 7 * MINUTE),
+        (("a1", "pm25", T0 + MINUTE + 10_000, 99.0, "N"), T0 + 20 * MINUTE),  # closed 19 min before: beyond the lateness
+        (("a1", "pm25", T0 + 8 * MINUTE + 10_000, 7.0, "N"), T0 + 8 * MINUTE + 30_000),  # behind the watermark, its minute still open
+        (("a1", "pm25", T0 + 6 * MINUTE, 5.0, "F"), T0 + 7 * MINUTE),  # an invalid status never counts
+    ]
+    db = run_views(on_time, late, opts)
+    revisions = {r["window_start"]: r for r in rows(db, as_sqlite(insert_revisions(opts).split("INSERT INTO revisions_sink", 1)[1]).replace(
+        "SELECT 'jw.aggregate.v3', station_id, MAX(region), MAX(medium), `parameter`, MAX(unit), '1m', minute_ms, minute_ms + 60000,",
+        "SELECT station_id, minute_ms AS window_start,").replace("CASE WHEN `parameter` = 'wind_dir'", "(CASE WHEN `parameter` = 'wind_dir'", 1)
+        .replace("ELSE SUM(`value`) / COUNT(*) END,", "ELSE SUM(`value`) / COUNT(*) END) AS mean,", 1)
+        .replace("MIN(`value`), MAX(`value`), COUNT(*), SUM(on_time_copies) + SUM(late_copies) - COUNT(*),",
+                 "MIN(`value`) AS vmin, MAX(`value`) AS vmax, COUNT(*) AS cnt, SUM(on_time_copies) + SUM(late_copies) - COUNT(*) AS dups,")
+        .replace("1 + SUM(late_copies)", "1 + SUM(late_copies) AS version"))}
+    assert sorted(revisions) == [T0, T0 + 5 * MINUTE]
+    m0, m5 = revisions[T0], revisions[T0 + 5 * MINUTE]
+    assert (m0["cnt"], m0["dups"], m0["vmin"], m0["vmax"], m0["version"]) == (3, 1, 8.0, 30.0, 3)
+    assert m0["mean"] == pytest.approx((8.0 + 20.0 + 30.0) / 3, rel=1e-12)
+    assert (m5["cnt"], m5["dups"], m5["mean"], m5["version"]) == (2, 0, 2.0, 3)
+    # the reading behind the watermark in a still-open minute went to the window itself
+    minutes = {r["m_start"]: (r["cnt"], r["vsum"]) for r in rows(db, "SELECT * FROM minute_means")}
+    assert minutes == {T0: (2, 30.0), T0 + MINUTE: (1, 40.0), T0 + 8 * MINUTE: (1, 7.0)}
+    # and only the one beyond the allowed lateness is late
+    where = insert_late(opts).rsplit("WHERE", 1)[1]
+    assert [r["value"] for r in rows(db, as_sqlite(f"SELECT `value` FROM readings WHERE {where}"))] == [99.0]
+
+
+def test_no_revisions_without_allowed_lateness() -> None:
+    opts = JobOptions(bootstrap="b:1", allowed_lateness_min=0)
+    db = run_views([("a1", "pm25", T0 + 5_000, 10.0, "N")], [(("a1", "pm25", T0 + 35_000, 30.0, "N"), T0 + MINUTE)], opts)
+    assert rows(db, "SELECT * FROM revisable") == []
+    assert [r["value"] for r in rows(db, as_sqlite(f"SELECT `value` FROM readings WHERE {insert_late(opts).rsplit('WHERE', 1)[1]}"))] == [30.0]
+
+
+def test_expected_counts_follow_each_station_s_sampling_interval() -> None:
+    opts = JobOptions(bootstrap="b:1", sampling_s=(("a1", 10), ("a2", 60), ("w1", 300)))
+    db = sqlite3.connect(":memory:")
+    got = {sid: db.execute(f"SELECT {_expected(opts, 1)}, {_expected(opts, 60)} FROM (SELECT '{sid}' AS station_id)").fetchone()
+           for sid in ("a1", "a2", "w1", "unlisted")}
+    assert got == {"a1": (6.0, 360.0), "a2": (1.0, 60.0), "w1": (0.2, 12.0), "unlisted": (1.0, 60.0)}
