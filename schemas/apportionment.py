@@ -1,0 +1,83 @@
+"""Typed view of schemas/apportionment.v1.schema.json (jw.apportionment) and its validator.
+
+The JSON Schema is the contract; tests/unit/test_apportion_schema.py checks these
+TypedDicts against it field by field, nested objects included.
+(No `from __future__ import annotations`: it hides Required[] from TypedDict in 3.11.)
+"""
+
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal, TypedDict
+
+from jsonschema import Draft202012Validator
+
+SCHEMA_FILE = Path(__file__).resolve().parent / "apportionment.v1.schema.json"
+
+
+class ShareUncertainty(TypedDict):
+    sd: float
+    lo: float
+    hi: float
+
+
+class Fit(TypedDict):
+    r2: float | None
+    rmse: float | None
+    n_steps: int
+
+
+class StationUsed(TypedDict):
+    station_id: str
+    region: str
+    lag_h: float
+    distance_km: float
+    bearing_deg: float | None
+    wind_sector: str | None
+
+
+class Provenance(TypedDict):
+    model_version: str
+    stations: list[StationUsed]
+    wind_from_deg: float | None
+    wind_speed_ms: float | None
+    seed: int
+
+
+class Apportionment(TypedDict):
+    schema: Literal["jw.apportionment.v1"]
+    record_id: str
+    kind: Literal["transport", "water_reach"]
+    scope: Literal["station", "region", "reach"]
+    receptor: str
+    region: str
+    pollutant: str
+    window_start: int
+    window_end: int
+    basis: Literal["share", "load", "concentration"]
+    unit: str
+    shares: dict[str, float]
+    uncertainty: dict[str, ShareUncertainty]
+    amounts: dict[str, float]
+    fit: Fit
+    origin_region: str | None
+    affected_regions: list[str]
+    provenance: Provenance
+
+
+@cache
+def schema() -> dict[str, Any]:
+    return json.loads(SCHEMA_FILE.read_text())
+
+
+@cache
+def validator() -> Draft202012Validator:
+    return Draft202012Validator(schema())
+
+
+def validation_errors(doc: Any) -> list[str]:
+    """Every violation of the apportionment schema, each as 'path: message' (empty when valid)."""
+    return [
+        f"{'/'.join(str(p) for p in err.absolute_path) or '<root>'}: {err.message}"
+        for err in sorted(validator().iter_errors(doc), key=lambda e: list(e.absolute_path))
+    ]

@@ -1,0 +1,58 @@
+"""Station geometry: known distances and bearings, the upwind test, transport lag bounds."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from apportion.geometry import angle_diff_deg, bearing_deg, compass, distance_km, is_upwind, lag_bounds_h, pairwise
+from schemas.network import Station
+
+
+def test_bearings_of_the_cardinal_directions() -> None:
+    assert float(bearing_deg(0.0, 0.0, 0.0, 1.0)) == pytest.approx(90.0)  # due east
+    assert float(bearing_deg(0.0, 0.0, 1.0, 0.0)) == pytest.approx(0.0)  # due north
+    assert float(bearing_deg(0.0, 0.0, -1.0, 0.0)) == pytest.approx(180.0)
+    assert float(bearing_deg(0.0, 1.0, 0.0, 0.0)) == pytest.approx(270.0)
+
+
+def test_distance_of_one_degree_of_latitude_is_earth_radius_times_pi_over_180() -> None:
+    assert float(distance_km(49.0, 17.0, 50.0, 17.0)) == pytest.approx(6371.0 * math.pi / 180.0, rel=1e-9)
+    # along the equator one degree of longitude is the same arc
+    assert float(distance_km(0.0, 10.0, 0.0, 11.0)) == pytest.approx(6371.0 * math.pi / 180.0, rel=1e-9)
+
+
+def test_angle_difference_wraps_around_north() -> None:
+    assert float(angle_diff_deg(350.0, 10.0)) == pytest.approx(20.0)
+    assert float(angle_diff_deg(90.0, 270.0)) == pytest.approx(180.0)
+    assert compass(0.0) == "N" and compass(359.0) == "N" and compass(90.0) == "E" and compass(202.5) == "SSW"
+
+
+def test_upwind_means_the_wind_comes_from_the_source_side() -> None:
+    # the source lies due north of the receptor (bearing 0): a northerly wind brings its air
+    assert is_upwind(0.0, 10.0, 45.0)
+    assert not is_upwind(0.0, 180.0, 45.0)  # southerly wind blows the other way
+    assert not is_upwind(0.0, 50.0, 45.0)  # outside the sector
+    assert not is_upwind(0.0, float("nan"), 45.0)  # calm / missing wind
+
+
+def test_lag_bounds_from_distance_and_speed() -> None:
+    # 36 km at 5 m/s = 18 km/h: 2 h at the wind speed; bounds at 1.5x and 0.5x the speed
+    lo, hi = lag_bounds_h(36.0, 5.0, speed_factor=(0.5, 1.5), max_lag_h=12.0)
+    assert float(lo) == pytest.approx(36.0 / 27.0)
+    assert float(hi) == pytest.approx(4.0)
+    lo, hi = lag_bounds_h(200.0, 1.0, max_lag_h=12.0)
+    assert float(hi) == 12.0  # capped
+    _, hi_calm = lag_bounds_h(10.0, 0.0, min_speed_ms=0.5, max_lag_h=100.0)
+    assert float(hi_calm) == pytest.approx(10.0 / (0.5 * 3.6 * 0.5))  # calm treated as the minimum speed
+
+
+def test_pairwise_matrices_are_consistent() -> None:
+    a = Station("a", "r", "air", 49.0, 17.0, "UTC", ())
+    b = Station("b", "r", "air", 49.0, 17.5, "UTC", ())
+    d, br = pairwise((a, b))
+    assert d[0, 1] == pytest.approx(d[1, 0]) and d[0, 0] == 0.0
+    assert 80.0 < br[0, 1] < 100.0 and 260.0 < br[1, 0] < 280.0  # roughly east, and back roughly west
+    assert np.allclose(d, d.T)
