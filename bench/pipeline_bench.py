@@ -5,7 +5,10 @@ Prints, from one run:
   2. raw Kafka consume rate of the same readings (confluent-kafka, one consumer);
   3. Flink alignment throughput on that backlog (aligned one-minute outputs/s, with and without job start-up)
      and its ratio to the raw consume rate;
-  4. alert latency: the simulator paced in event time (--speed), from publishing the reading that completes
+  4. window output latency: readings produced straight to Kafka, paced in event time; per one-minute result,
+     its Kafka timestamp minus the moment the watermark could pass its window (readings out-of-orderness past
+     the window's end were in Kafka on every partition); p50 / p99 over every station, parameter and minute;
+  5. alert latency: the simulator paced in event time (--speed), from publishing the reading that completes
      a window escalating yellow -> red to the responder's webhook receiving the alert (p50 over those alerts),
      through index stage, alert stage (state machine, ordering, Kafka transaction) and router.
 Results also go to bench/results/<UTC timestamp>.json. Run with `make bench` (ARGS="--help").
@@ -22,7 +25,7 @@ import threading
 import time
 import uuid
 
-from confluent_kafka import Consumer
+from confluent_kafka import TIMESTAMP_CREATE_TIME, Consumer
 
 from alerts.engine import EngineConfig
 from connectors.kafka_io import ensure_topics, message_counts
@@ -106,6 +109,71 @@ def throughput(stack, steps: int) -> dict:
     }
 
 
+def window_latency(stack, minutes: int, step_s: int = 10, speed: float = 10.0) -> dict:
+    """Event time paced at `speed`: every `step_s` of event time, one reading per station and parameter, flushed."""
+    from confluent_kafka import Producer
+
+    from connectors.kafka_io import producer_config
+    from jobs.alignment import load_alignment
+    from jointwatch.stack.flink import start_embedded_job
+
+    s = stack.settings.with_(namespace=f"wl{uuid.uuid4().hex[:6]}")
+    ensure_topics(s.kafka_bootstrap, namespace=s.namespace)
+    ooo_ms = load_alignment(s.alignment_file).out_of_orderness_s * 1000
+    raw, aligned = namespaced(READINGS_RAW, s.namespace), namespaced(READINGS_ALIGNED, s.namespace)
+    series = [(st, p) for st in stack.network.stations.values() for p in st.parameters]
+    producer = Producer(producer_config(s.kafka_bootstrap, **{"linger.ms": 5}))
+    start = (int(time.time() * 1000) // 60_000 - 24 * 60) * 60_000  # a whole minute, a day back
+    flushed: list[tuple[int, float]] = []  # (event time of the step, wall time it was all in Kafka)
+
+    def step(t: int) -> None:
+        for st, p in series:
+            producer.produce(raw, key=st.id, value=json.dumps({
+                "schema": "jw.reading.v2", "reading_id": f"{st.id}/{p}/{t}", "station_id": st.id, "region": st.region, "medium": st.medium,
+                "parameter": p, "value": 1.0, "unit": "u", "event_time": t, "received_at": t, "device_time": str(t), "time_basis": "epoch_ms",
+                "clock_corrected": False, "clock_offset_ms": 0, "seq": None, "status": "N"}))
+        producer.flush(10)
+        flushed.append((t, time.time()))
+
+    c = Consumer({"bootstrap.servers": s.kafka_bootstrap, "group.id": f"bench-{uuid.uuid4().hex}", "auto.offset.reset": "earliest"})
+    c.subscribe([aligned])
+    job = start_embedded_job(s, "--startup-mode", "earliest-offset")
+    samples: list[float] = []
+    try:
+        t_event, deadline = start, time.time() + 120
+        while not [m for m in c.consume(100, timeout=1.0) if not m.error()]:  # warm-up: until the job's first minute is out
+            if time.time() > deadline:
+                raise RuntimeError(f"no aligned output within 120 s; job log:\n{job.tail()}")
+            step(t_event)
+            t_event += step_s * 1000
+        paced_from, wall0 = t_event, time.time()
+        for i in range(minutes * 60 // step_s):
+            time.sleep(max(0.0, wall0 + i * step_s / speed - time.time()))
+            step(paced_from + i * step_s * 1000)
+        idle = time.time()
+        while time.time() - idle < 5:
+            for m in c.consume(5000, timeout=0.5):
+                if m.error():
+                    continue
+                idle = time.time()
+                d = json.loads(m.value())
+                kind, ts = m.timestamp()
+                if kind != TIMESTAMP_CREATE_TIME or abs(ts / 1000 - time.time()) > 3600:
+                    raise RuntimeError(f"aligned records carry no send time (timestamp type {kind}, {ts}): cannot measure")
+                if d["window_start"] < paced_from:
+                    continue  # windows of the warm-up
+                passes = next((w for t, w in flushed if t >= d["window_end"] - 1 + ooo_ms), None)
+                if passes is not None:
+                    samples.append(ts / 1000 - passes)
+    finally:
+        c.close()
+        job.stop()
+    samples.sort()
+    q = lambda f: samples[min(len(samples) - 1, int(f * len(samples)))] if samples else float("nan")  # noqa: E731
+    return {"speed": speed, "step_s": step_s, "windows": len(samples), "window_latency_s_p50": q(0.5), "window_latency_s_p99": q(0.99),
+            "window_latency_s_max": samples[-1] if samples else float("nan")}
+
+
 def latency(stack, speed: float, steps: int) -> dict:
     from alerts.channels import responder_keys
     from alerts.responder import ResponderServer
@@ -154,6 +222,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=600, help="simulated minutes for the throughput run (x 36 stations x ~9.7 parameters)")
     p.add_argument("--speed", type=float, default=60.0, help="event-time pacing for the latency run (sim s per wall s)")
     p.add_argument("--latency-steps", type=int, default=200, help="enough for the plume's first yellow -> red escalation (red needs AQI > 200 over 2 h)")
+    p.add_argument("--window-minutes", type=int, default=6, help="event-time minutes paced for the window output latency")
     p.add_argument("--port-base", type=int, default=26000)
     p.add_argument("--skip-latency", action="store_true")
     args = p.parse_args()
@@ -168,6 +237,7 @@ def main() -> None:
         t = results["throughput"]
         t["flink_to_raw_consume_ratio"] = t["flink_readings_per_s_excl_startup"] / t["raw_consume_readings_per_s"]
         if not args.skip_latency:
+            results["window_latency"] = window_latency(stack, args.window_minutes)
             results["latency"] = latency(stack, args.speed, args.latency_steps)
     print(json.dumps(results, indent=2))
     out = REPO_ROOT / "bench" / "results" / f"{results['when'].replace(':', '')}.json"

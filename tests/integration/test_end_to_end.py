@@ -30,7 +30,7 @@ from jointwatch.services import Services
 from jointwatch.stack.flink import FlinkCluster
 from simulator.publisher import publish
 from schemas.models import validation_errors
-from schemas.topics import INDICES, READINGS_ALIGNED, READINGS_LATE, namespaced
+from schemas.topics import INDICES, READINGS_ALIGNED, READINGS_LATE, READINGS_REVISIONS, namespaced
 from simulator.scenario import ScenarioConfig, device_messages, faulty_stations
 from tests.integration.kafka_read import read_until
 
@@ -40,9 +40,10 @@ CONFIG = ScenarioConfig(seed=7)
 STEPS = 540  # 9 simulated hours: the plume (from minute 40, for 3 h) raises, escalates and clears
 
 
-def reference_window_mean(network, station: str, parameter: str, start_ms: int, end_ms: int, late: set[tuple[str, str, int]]) -> tuple[float, int]:
-    """Independent computation from the exact payloads the devices sent (clean-clock station), less
-    the readings the job put on the late topic (accounted for separately)."""
+def reference_window_mean(network, station: str, parameter: str, start_ms: int, end_ms: int, on_time: set[tuple[str, str, int]]) -> tuple[float, int]:
+    """Independent computation from the exact payloads the devices sent (clean-clock station), of the
+    readings in minutes that had a first result (the station windows are made of first results; a
+    station reports once a minute, so a minute without one had its reading late: revised or on the late topic)."""
     values = []
     for topic, payload in device_messages(network, CONFIG, 0, STEPS):
         doc = json.loads(payload)
@@ -50,21 +51,22 @@ def reference_window_mean(network, station: str, parameter: str, start_ms: int, 
             continue
         ts = doc["ts"]
         ms = int(ts) if isinstance(ts, (int, float)) and ts > 1e11 else int(np.datetime64(ts.rstrip("Z"), "ms").astype(np.int64))
-        if start_ms <= ms < end_ms and parameter in doc["values"] and (station, parameter, ms) not in late:
+        if start_ms <= ms < end_ms and parameter in doc["values"] and (station, parameter, ms // 60_000) in on_time:
             values.append(doc["values"][parameter])
     return float(np.mean(values)), len(values)
 
 
-def assert_index_matches_reference(net, index, late: set[tuple[str, str, int]]) -> None:
+def assert_index_matches_reference(net, index, on_time: set[tuple[str, str, int]]) -> None:
     """The published index equals one computed here from the payloads the devices sent."""
     station = net.stations[index["station_id"]]
-    means = {p: reference_window_mean(net, station.id, p, index["window_start"], index["window_end"], late) for p in AQI_POLLUTANTS if p in station.parameters}
+    means = {p: reference_window_mean(net, station.id, p, index["window_start"], index["window_end"], on_time) for p in AQI_POLLUTANTS if p in station.parameters}
     expected = station_index(station, index["window_start"], index["window_end"], means)
     assert (index["value"], index["primary"]) == (expected["value"], expected["primary"])
 
 
 def assert_every_reading_accounted_for(s, net) -> set[tuple[str, str, int]]:
-    """Every reading of a closed window is in a one-minute aggregate or on the late topic; returns the late ones."""
+    """Every reading of a closed window is in its minute's latest version (first result or revision) or on
+    the late topic; returns the (station, parameter, minute) that had a first result."""
     sent: Counter = Counter()
     clocks = ClockSkew(load_clock_config(s.clock_file))  # the bridge's correction: the payloads carry the gateway time
     for topic, payload in device_messages(net, CONFIG, 0, STEPS):
@@ -74,30 +76,36 @@ def assert_every_reading_accounted_for(s, net) -> set[tuple[str, str, int]]:
     cutoff = max(minute for _, _, minute in sent) - 15
     closed = {k: n for k, n in sent.items() if k[2] < cutoff}
     aligned_topic, late_topic = namespaced(READINGS_ALIGNED, s.namespace), namespaced(READINGS_LATE, s.namespace)
-    got: Counter = Counter()
-    late: set[tuple[str, str, int]] = set()
+    revisions_topic = namespaced(READINGS_REVISIONS, s.namespace)
+    latest: dict[tuple[str, str, int], tuple[int, int]] = {}  # key -> (version, distinct + duplicates)
+    late: Counter = Counter()
     missing = dict(closed)
     done = 0
+
+    def got(key: tuple[str, str, int]) -> int:
+        return latest.get(key, (0, 0))[1] + late[key]
 
     def complete(messages) -> bool:  # incremental: the topics hold ~10^5 messages
         nonlocal done
         for topic, d in messages[done:]:
-            if topic == aligned_topic:
-                key = (d["station_id"], d["parameter"], d["window_start"] // 60_000)
-                got[key] += d["count"] + d["duplicates"]
-            else:
-                assert validation_errors("late_reading", d) == [] and d["late_by_ms"] <= 0
+            if d is None:
+                continue  # a revision's tombstone
+            if topic == late_topic:
+                assert validation_errors("late_reading", d) == [] and d["late_by_ms"] < 0
                 key = (d["station_id"], d["parameter"], d["event_time"] // 60_000)
-                got[key] += 1
-                late.add((d["station_id"], d["parameter"], d["event_time"]))
-            if key in missing and got[key] >= missing[key]:
+                late[key] += 1
+            else:
+                key = (d["station_id"], d["parameter"], d["window_start"] // 60_000)
+                if d["version"] >= latest.get(key, (0, 0))[0]:
+                    latest[key] = (d["version"], d["count"] + d["duplicates"])
+            if key in missing and got(key) >= missing[key]:
                 del missing[key]
         done = len(messages)
         return not missing
 
-    read_until(s.kafka_bootstrap, [aligned_topic, late_topic], complete, timeout_s=180)
-    assert {k: got[k] for k in closed} == closed
-    return late
+    messages = read_until(s.kafka_bootstrap, [aligned_topic, revisions_topic, late_topic], complete, timeout_s=180)
+    assert {k: got(k) for k in closed} == closed
+    return {(d["station_id"], d["parameter"], d["window_start"] // 60_000) for t, d in messages if t == aligned_topic}
 
 
 def alerts_of(received, kind: str, subject: str) -> list[dict]:
@@ -190,10 +198,10 @@ def test_episode_alerts_reach_lead_and_assist_regions_and_influxdb(stack, engine
                 assert rows[0].values["subject"] == red["subject"] and rows[0].values["tier"] == "red"
 
             # Nothing is dropped: every reading of every window the watermark has closed is
-            # either counted in a one-minute aggregate or kept on the late topic.
-            late = assert_every_reading_accounted_for(s, net)
+            # either counted in its minute's latest version or kept on the late topic.
+            on_time = assert_every_reading_accounted_for(s, net)
             if red["subject"] not in faulty_stations(net, CONFIG):
-                assert_index_matches_reference(net, index, late)
+                assert_index_matches_reference(net, index, on_time)
             assert services.errors == []
     finally:
         if cluster is not None:
