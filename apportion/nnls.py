@@ -6,8 +6,8 @@ optimum is the unconstrained least-squares solution on its own support, and ever
 feasible support solution is a feasible point, so the optimum is the feasible support
 solution with the smallest residual. For K columns that is 2^K - 1 tiny solves, each
 vectorised over the batch: exact (the same optimum scipy.optimize.nnls finds) and
-much faster than a Python loop of scipy calls. Above MAX_ENUMERATED columns it falls
-back to scipy.optimize.nnls per problem.
+much faster than a Python loop of scipy calls. Above MAX_ENUMERATED columns, and for
+one or two problems, it calls scipy.optimize.nnls per problem.
 """
 
 from __future__ import annotations
@@ -19,13 +19,14 @@ from numpy.typing import NDArray
 from scipy.optimize import nnls
 
 MAX_ENUMERATED = 8
+SCIPY_BATCH = 2  # a single problem is faster through scipy's compiled active-set solver
 _FEASIBLE_TOL = 1e-10
 
 
 def nnls_batch(A: NDArray[np.float64], b: NDArray[np.float64]) -> NDArray[np.float64]:
     """argmin_{x >= 0} ||A x - b|| for each batch member: A (B, T, K), b (B, T) -> x (B, K)."""
     n_batch, _, k = A.shape
-    if k > MAX_ENUMERATED:
+    if k > MAX_ENUMERATED or n_batch <= SCIPY_BATCH:
         return np.stack([nnls(A[i], b[i])[0] for i in range(n_batch)])
     gram = np.einsum("btk,btl->bkl", A, A)
     rhs = np.einsum("btk,bt->bk", A, b)

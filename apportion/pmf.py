@@ -61,22 +61,24 @@ def _robust_weights(E: Array, U: Array, alpha: float) -> tuple[Array, float]:
 def _run(X: Array, U: Array, G: Array, F: Array, robust: bool, alpha: float, max_iter: int, tol: float) -> tuple[Array, Array, int, bool]:
     W = 1.0 / (U * U)
     E = X - G @ F
+    WR = np.empty_like(E)
     q_prev = np.inf
     for it in range(1, max_iter + 1):
         if robust:
             W, _ = _robust_weights(E, U, alpha)
         for k in range(G.shape[1]):
             g, f = G[:, k], F[k]
-            R = E + np.outer(g, f)
-            WR = W * R
+            E += np.outer(g, f)  # E is now the residual without factor k (in place: no copies per sweep)
+            np.multiply(W, E, out=WR)
             g = np.maximum(WR @ f / np.maximum(W @ (f * f), _EPS), 0.0)
             f = np.maximum(g @ WR / np.maximum((g * g) @ W, _EPS), 0.0)
             scale = f.sum()
             if scale > _EPS:  # keep profiles summing to 1; the scale goes to the contributions
                 f, g = f / scale, g * scale
             G[:, k], F[k] = g, f
-            E = R - np.outer(g, f)
-        q = float((W * E * E).sum())
+            E -= np.outer(g, f)
+        np.multiply(W, E, out=WR)
+        q = float(np.vdot(WR, E))
         if abs(q_prev - q) <= tol * max(q, _EPS):
             return G, F, it, True
         q_prev = q
@@ -84,7 +86,7 @@ def _run(X: Array, U: Array, G: Array, F: Array, robust: bool, alpha: float, max
 
 
 def fit(X: Array, U: Array, p: int, seed: int = 0, restarts: int = 5, robust: bool = True, alpha: float = 4.0,
-        max_iter: int = 2000, tol: float = 1e-7) -> PMFResult:
+        max_iter: int = 2000, tol: float = 1e-6) -> PMFResult:
     """Factorise X (n, m) with uncertainties U (n, m) into p factors; deterministic for a seed."""
     X, U = np.asarray(X, dtype=float), np.asarray(U, dtype=float)
     if X.shape != U.shape or X.ndim != 2:

@@ -195,13 +195,17 @@ def _design(series: AirSeries, j: int, signal: Array, y: Array, a: int, b: int, 
     dist, bear = series.geometry
     stations = series.stations
     own = stations[j].region
-    cand = np.array([i for i, s in enumerate(stations) if s.region != own], dtype=int)
     n_steps = b - a
+    others = np.array([i for i, s in enumerate(stations) if s.region != own], dtype=int)
+    gate = is_upwind(bear[j, others][:, None], series.wind_dir[j, a:b][None, :], cfg.half_width_deg)  # (S, T)
+    upwind_fraction = gate.mean(axis=1)
+    # Only stations upwind often enough are candidates; dropping the rest first keeps the
+    # lag search small (a 60 degree sector holds about a third of the network).
+    often = upwind_fraction >= cfg.min_upwind_fraction
+    cand, gate, upwind_fraction = others[often], gate[often], upwind_fraction[often]
     if cand.size == 0:
         return _Design(np.zeros((n_steps, 0)), (), ())
     max_lag = int(np.ceil(cfg.max_lag_h / series.dt_h))
-    gate = is_upwind(bear[j, cand][:, None], series.wind_dir[j, a:b][None, :], cfg.half_width_deg)  # (S, T)
-    upwind_fraction = gate.mean(axis=1)
     with np.errstate(all="ignore"):
         v = float(np.nanmedian(series.wind_speed[j, a:b]))
     lo, hi = lag_bounds_h(dist[j, cand], v if np.isfinite(v) else 0.0, cfg.speed_factor, max_lag_h=cfg.max_lag_h)
@@ -210,11 +214,14 @@ def _design(series: AirSeries, j: int, signal: Array, y: Array, a: int, b: int, 
     idx = np.arange(a, b)[None, :] - lags[:, None]  # (L, T)
     lagged = np.where(idx >= 0, signal[cand][:, np.clip(idx, 0, None)], 0.0) * gate[:, None, :]  # (S, L, T)
     ok = np.isfinite(y)
-    yc = np.where(ok, y - y[ok].mean(), 0.0)
-    xc = np.where(ok, lagged - (lagged * ok).sum(axis=2, keepdims=True) / max(ok.sum(), 1), 0.0)
+    if ok.all():
+        yc, xc = y - y.mean(), lagged - lagged.mean(axis=2, keepdims=True)
+    else:
+        yc = np.where(ok, y - y[ok].mean(), 0.0) if ok.any() else np.zeros_like(y)
+        xc = np.where(ok, lagged - (lagged * ok).sum(axis=2, keepdims=True) / max(ok.sum(), 1), 0.0)
     with np.errstate(all="ignore"):
         corr = (xc @ yc) / np.sqrt((xc * xc).sum(axis=2) * (yc @ yc))
-    allowed = (lags[None, :] >= lo_s[:, None]) & (lags[None, :] <= hi_s[:, None]) & (upwind_fraction[:, None] >= cfg.min_upwind_fraction)
+    allowed = (lags[None, :] >= lo_s[:, None]) & (lags[None, :] <= hi_s[:, None])
     corr = np.where(allowed & np.isfinite(corr), corr, -np.inf)
     best_lag = corr.argmax(axis=1)
     best_corr = corr[np.arange(cand.size), best_lag]
@@ -225,8 +232,9 @@ def _design(series: AirSeries, j: int, signal: Array, y: Array, a: int, b: int, 
     regions: list[str] = []
     columns: list[Array] = []
     uses: list[StationUse] = []
-    for region in dict.fromkeys(stations[i].region for i in cand):
-        members = [k for k in range(cand.size) if stations[cand[k]].region == region and best_corr[k] >= cfg.min_corr]
+    cand_region = [stations[i].region for i in cand]
+    for region in dict.fromkeys(cand_region):
+        members = [k for k in range(cand.size) if cand_region[k] == region and best_corr[k] >= cfg.min_corr]
         chosen = sorted(members, key=lambda k: (-rank_key[k], stations[cand[k]].id))[: cfg.stations_per_region]
         if not chosen:
             continue
@@ -358,12 +366,13 @@ class WindowSolver:
         shares["local"] = 1.0 - float(point.sum())
         sd = {r: float(reps[:, i].std()) for i, r in enumerate(d.regions)}
         sd["local"] = float(local_reps.std())
-        interval = {r: (float(np.quantile(reps[:, i], 0.05)), float(np.quantile(reps[:, i], 0.95))) for i, r in enumerate(d.regions)}
-        interval["local"] = (float(np.quantile(local_reps, 0.05)), float(np.quantile(local_reps, 0.95)))
+        q = np.quantile(np.concatenate([reps, local_reps[:, None]], axis=1), [0.05, 0.95, cfg.lower_quantile], axis=0)  # (3, R + 1)
+        interval = {r: (float(q[0, i]), float(q[1, i])) for i, r in enumerate(d.regions)}
+        interval["local"] = (float(q[0, -1]), float(q[1, -1]))
         origin = None
         if n_r:
             top = int(np.argmax(point))
-            lower = float(np.quantile(reps[:, top], cfg.lower_quantile))
+            lower = float(q[2, top])
             if point[top] >= cfg.min_origin_share and lower >= cfg.min_lower_share:
                 origin = d.regions[top]
         return TransportResult(station.id, station.region, a, b, shares, sd, interval, origin,
