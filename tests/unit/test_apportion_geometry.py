@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from apportion.geometry import angle_diff_deg, bearing_deg, compass, distance_km, is_upwind, lag_bounds_h, pairwise
+from apportion.geometry import angle_diff_deg, bearing_deg, compass, distance_km, is_upwind, lag_bounds_h, pairwise, station_bearing_deg, station_distance_km
 from schemas.network import Station
 
 
@@ -56,3 +56,6 @@ def test_pairwise_matrices_are_consistent() -> None:
     assert d[0, 1] == pytest.approx(d[1, 0]) and d[0, 0] == 0.0
     assert 80.0 < br[0, 1] < 100.0 and 260.0 < br[1, 0] < 280.0  # roughly east, and back roughly west
     assert np.allclose(d, d.T)
+    assert station_distance_km(a, b) == pytest.approx(d[0, 1]) and station_bearing_deg(b, a) == pytest.approx(br[1, 0])
+    # 0.5 degree of longitude at 49 N: R * cos(49 deg) * 0.5 deg in radians, to within the great-circle/parallel difference
+    assert station_distance_km(a, b) == pytest.approx(6371.0 * math.cos(math.radians(49.0)) * math.radians(0.5), rel=1e-3)
