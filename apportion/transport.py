@@ -81,13 +81,17 @@ class TransportConfig:
     min_corr: float = 0.2  # a candidate must co-vary with the receptor at its lag
     transit_removal: bool = True
     usual_quantile: float = 0.3
+    usual_h: float = 48.0  # look-back (window included) for a station's usual level
     max_coef: float = 1.5
     smooth_steps: int = 3  # centred moving mean of receptor and regressors before the fit; 1 = none
-    local_prior_h: float = 96.0
+    # A week of the receptor's own excess, its 30th percentile: long enough that one episode
+    # does not lift it, low enough to stay under a plume that lasts days (tuned on seeds 1, 2, 6, 8).
+    local_prior_h: float = 168.0
+    local_prior_quantile: float = 0.3
     local_prior_weight: float = 1.0  # relative to the window's step count; 0 leaves the local level free
     n_boot: int = 200
     block_h: float = 4.0
-    min_origin_share: float = 0.08
+    min_origin_share: float = 0.10
     min_lower_share: float = 0.02
     lower_quantile: float = 0.10  # one-sided 90 % bootstrap test
     seed: int = 0
@@ -296,7 +300,7 @@ def _vector_mean_wind(series: AirSeries, j: int, a: int, b: int) -> tuple[float 
 class WindowSolver:
     """Shared work of one window (excess, transit removal), then any receptor in it.
 
-    Steps [t0, t1) are the window; up to 2 x max_lag before t0 serve as look-back.
+    Steps [t0, t1) are the window; the usual_h and local_prior_h before t1 serve as look-back.
     """
 
     def __init__(self, series: AirSeries, t0: int, t1: int, cfg: TransportConfig = TransportConfig()) -> None:
@@ -305,7 +309,7 @@ class WindowSolver:
         self.series, self.t0, self.t1, self.cfg = series, t0, t1, cfg
         max_lag = int(np.ceil(cfg.max_lag_h / series.dt_h))
         self.background = _background(series, cfg.background_quantile)
-        h0 = max(0, t0 - 2 * max_lag)
+        h0 = max(0, t1 - int(round(cfg.usual_h / series.dt_h)))
         excess = _increments(_excess(series, self.background), h0, t1, cfg.usual_quantile)
         self.signal = _own_signal(series, excess, max(0, t0 - max_lag), t1, cfg) if cfg.transit_removal else excess
 
@@ -313,16 +317,17 @@ class WindowSolver:
         """A pseudo-observation pulling the local level towards the receptor's usual excess.
 
         A plume that stays over the receptor for the whole window is as flat as the local
-        term, and the two cannot be told apart from the window alone; the receptor's median
+        term, and the two cannot be told apart from the window alone; the receptor's
         excess over the last local_prior_h (mostly outside any one episode) says what its
-        local level usually is. Weighted like local_prior_weight x n data steps.
+        local level usually is (its local_prior_quantile, as plumes only add). Weighted like
+        local_prior_weight x n data steps.
         """
         if self.cfg.local_prior_weight <= 0:
             return np.zeros((0, k)), np.zeros(0)
         s = self.series
         a = max(0, self.t1 - int(round(self.cfg.local_prior_h / s.dt_h)))
         with np.errstate(all="ignore"):
-            usual = float(np.nanmedian(s.conc[receptor, a:self.t1] - self.background[a:self.t1]))
+            usual = float(np.nanquantile(s.conc[receptor, a:self.t1] - self.background[a:self.t1], self.cfg.local_prior_quantile))
         w = float(np.sqrt(self.cfg.local_prior_weight * n))
         row = np.zeros((1, k))
         row[0, 0] = w

@@ -1,7 +1,7 @@
 """`python -m apportion.validate`: recovery against known truth, printed and written to docs/apportionment_validation.md.
 
 Transport: simulated 20-day runs of the demo network (apportion.synthetic.air_network)
-on seeds not looked at while tuning the method (seeds 1, 2, 5, 6, 8 were), every air
+on seeds not looked at while tuning the method (seeds 1, 2, 5, 6, 8, 11-14 were), every air
 station a receptor, 24 h windows every 6 h. Factors: synthetic X = G F + noise, matched
 to the truth by the Hungarian assignment on correlation. Water: the demo river with
 known reach inputs. The benchmark section is written by bench/apportion_bench.py and
@@ -27,7 +27,7 @@ from schemas.network import Network, load_network
 ROOT = Path(__file__).resolve().parents[1]
 REPORT = ROOT / "docs" / "apportionment_validation.md"
 BENCH_START, BENCH_END = "<!-- bench:start -->", "<!-- bench:end -->"
-SEEDS = (11, 12, 13, 14)
+SEEDS = (21, 22, 23, 24)
 EPISODE, STRONG, CLEAN = 0.2, 0.3, 0.05  # true top external share for an episode window / a strong one; total external below CLEAN = clean
 
 
@@ -66,7 +66,7 @@ def _score_scenario(sc: AirScenario, cfg: TransportConfig, st: TransportStats) -
             res = solver.solve(j)
             by_region[station.region].append(res)
             top = max(truth, key=lambda r: truth[r])
-            errs = [abs(res.shares.get(r, 0.0) - v) for r, v in truth.items()]
+            errs = [res.shares.get(r, 0.0) - v for r, v in truth.items()]  # signed: estimate - truth
             st.errors_all += errs
             if truth[top] >= STRONG:
                 st.errors_strong += errs
@@ -149,7 +149,9 @@ def _pct(x: list[bool] | list[float]) -> str:
 
 
 def render(st: TransportStats, factors: list, water: tuple[list, str], cfg: TransportConfig, days: int, bench: str) -> str:
-    ea, es = np.array(st.errors_all), np.array(st.errors_strong)
+    signed = np.array(st.errors_all)
+    ea, es = np.abs(signed), np.abs(np.array(st.errors_strong))
+    big = signed[ea > 0.10]
     lines = [
         "# Apportionment validation (issue 6)",
         "",
@@ -160,8 +162,8 @@ def render(st: TransportStats, factors: list, water: tuple[list, str], cfg: Tran
         f"## Transport attribution (air), model `{MODEL_VERSION}`",
         "",
         f"Demo network (30 air stations, 3 regions), {days}-day simulations on seeds {', '.join(map(str, SEEDS))}",
-        "(settings were tuned on seeds 1 and 2, failure cases inspected on seeds 5, 6 and 8; seeds 11-14 were",
-        "not looked at before this report), every station a receptor, 24 h windows",
+        "(settings were tuned on seeds 1, 2, 6 and 8, failure cases inspected on 5; seeds 11-14 reported on an",
+        "earlier version; these seeds were not looked at before this report), every station a receptor, 24 h windows",
         f"every 6 h, {cfg.n_boot} block-bootstrap replicates. Episode window: the top other region's true share",
         f"of the receptor's window mean is >= {EPISODE}; strong: >= {STRONG}; clean: all other regions together < {CLEAN}.",
         "",
@@ -174,17 +176,20 @@ def render(st: TransportStats, factors: list, water: tuple[list, str], cfg: Tran
         f"| false origin, clean windows (n = {len(st.false_clean)}) | {_pct(st.false_clean)} | <= 5 % | {_met(np.mean(st.false_clean) <= 0.05)} |",
         f"| region level (receptors combined): origin correct in episode windows (n = {len(st.region_origin)}) | {_pct(st.region_origin)} | >= 95 % | {_met(np.mean(st.region_origin) >= 0.95)} |",
         f"| region level: false origin in clean windows (n = {len(st.region_false)}) | {_pct(st.region_false)} | <= 5 % | {_met(np.mean(st.region_false) <= 0.05)} |",
+        f"| pairs off by more than 10 pp that are under-estimates (n = {big.size}) | {_pct(list(big < 0)) if big.size else 'n/a'} | | |",
         f"| true top share inside the 5-95 % bootstrap interval, episode windows (n = {len(st.covered)}) | {_pct(st.covered)} | 90 % if calibrated | (no target) |",
         "",
         f"Run time of this part: {st.seconds:.1f} s.",
         "",
-        "Reading the numbers: the large share errors are under-estimates in episode windows. In the",
-        "cases inspected on the tuning seeds they were windows where a wide, steady plume covers the",
-        "receptor for the whole window (the regression cannot tell it from the local level; the local",
-        "prior decides) and plumes whose path misses the upwind stations (the coefficient cap then holds",
-        "the share low); a noisy upwind signal also biases least-squares coefficients towards zero. The",
-        "bootstrap does not redo the station and lag selection, so its interval is narrower than it",
-        "should be (coverage row).",
+        "Reading the numbers: the sign of the large errors is in the table. Over-estimates (not inspected one",
+        "by one for this version) are expected where an upwind region's regressor co-varies with the receptor",
+        "by chance (the local level is held near a low",
+        "quantile of the receptor's week, so what the fit leaves above it is open to upwind regions);",
+        "under-estimates, in the cases inspected on the tuning seeds, were windows where a wide, steady",
+        "plume covers the receptor for the whole window (the regression cannot tell it from the local level)",
+        "or the plume's path misses the upwind stations (the coefficient cap holds the share low); noise in",
+        "the upwind signal also biases least-squares coefficients towards zero. The bootstrap does not redo",
+        "the station and lag selection, so its interval is narrower than it should be (coverage row).",
         "",
         "## Source-type factors (PMF-style weighted NMF), model `" + pmf.MODEL_VERSION + "`",
         "",
