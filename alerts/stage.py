@@ -30,7 +30,7 @@ from alerts.affected import AssistPolicy, NetworkAssist
 from alerts.engine import AlertEngine, EngineConfig, StaleRules
 from alerts.observations import alert_record
 from alerts.tiers.rules import load_rules
-from connectors.kafka_io import DecodeError, consumer_config, decode_json, encode_json, ensure_topics, producer_config, where
+from connectors.kafka_io import DecodeError, consumer_config, decode_json, encode_json, ensure_topics, producer_config, read_latest, where
 from jointwatch.settings import Settings
 from schemas.errors import ConfigError, read_yaml
 from schemas.models import TierRulesUpdate, validation_errors
@@ -202,22 +202,9 @@ class AlertStage:
 
     def _restore(self, bootstrap: str) -> dict[str, Any] | None:
         """The last committed snapshot of this stage, or None."""
-        consumer = Consumer(consumer_config(bootstrap, f"{self.group_id}-restore", **{"isolation.level": "read_committed"}))
-        try:
-            tp = TopicPartition(self.state_topic, 0)
-            _low, high = consumer.get_watermark_offsets(tp, timeout=10)
-            consumer.assign([TopicPartition(self.state_topic, 0, OFFSET_BEGINNING)])
-            latest: bytes | None = None
-            deadline = time.monotonic() + 60
-            while high > 0 and time.monotonic() < deadline:
-                for msg in consumer.consume(200, timeout=1.0):
-                    if not msg.error() and msg.key() == self.group_id.encode():
-                        latest = msg.value()
-                if consumer.position([tp])[0].offset >= high:
-                    break
-            return decode_json(latest) if latest is not None else None
-        finally:
-            consumer.close()
+        latest = read_latest(bootstrap, self.state_topic, f"{self.group_id}-restore", **{"isolation.level": "read_committed"})
+        body = latest.get(self.group_id.encode())
+        return decode_json(body) if body is not None else None
 
 
 def publish_rules(settings: Settings, rules_doc: Mapping[str, Any], effective_from: int | None) -> None:

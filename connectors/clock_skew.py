@@ -123,6 +123,23 @@ class _Device:
         self.recent.append(offset)
         bisect.insort(self.ordered, offset)
 
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "recent": list(self.recent), "run": [list(r) for r in self.run], "established": self.established,
+            "correcting": self.correcting, "applied": self.applied, "reported": self.reported, "seen": [list(x) for x in self.seen],
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any], window: int, run_len: int) -> "_Device":
+        dev = cls(window, run_len)
+        dev.recent.extend(int(o) for o in state["recent"])  # a smaller window now keeps the newest
+        dev.ordered = sorted(dev.recent)
+        dev.run.extend((int(a), int(b), int(c)) for a, b, c in state["run"])
+        dev.established = bool(state["established"]) and bool(dev.recent)
+        dev.correcting, dev.applied, dev.reported = bool(state["correcting"]), int(state["applied"]), int(state["reported"])
+        dev.seen.extend((int(a), int(b)) for a, b in state["seen"])
+        return dev
+
     def restart(self, offsets: list[int]) -> None:
         self.recent.clear()
         self.recent.extend(offsets)
@@ -149,6 +166,22 @@ class ClockSkew:
         self.config = config or ClockConfig()
         self._devices: dict[str, _Device] = {}
         self._run_len = max(self.config.min_samples, self.config.jump_samples)
+        self._changed: set[str] = set()
+
+    # -- persistence: a restarted bridge goes on from where the last one stopped ---------------
+    def state(self, station_id: str) -> dict[str, Any] | None:
+        """A device's estimator state, JSON-able (jw.clock_state.v1 `state`); None if never seen."""
+        dev = self._devices.get(station_id)
+        return dev.to_state() if dev is not None else None
+
+    def restore(self, station_id: str, state: dict[str, Any]) -> None:
+        """Resume a device from `state` (under this estimator's config); its next samples continue as if never stopped."""
+        self._devices[station_id] = _Device.from_state(state, self.config.window, self._run_len)
+
+    def drain_changed(self) -> set[str]:
+        """Devices observed since the last call: the states worth saving."""
+        changed, self._changed = self._changed, set()
+        return changed
 
     def estimate(self, station_id: str) -> int | None:
         """The current offset estimate of a device (ms, device minus reference), None before its first regime."""
@@ -169,6 +202,7 @@ class ClockSkew:
         dev = self._devices.get(station_id)
         if dev is None:
             dev = self._devices[station_id] = _Device(cfg.window, self._run_len)
+        self._changed.add(station_id)
         if (device_ms, reference_ms) in dev.seen:
             # A re-sent copy (store-and-forward after a reconnect, an MQTT redelivery) is no new
             # evidence about the clock: corrected as things stand, never added to the estimate.

@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from schemas.topics import ALL_TOPICS, Topic, namespaced
@@ -155,3 +155,33 @@ def message_counts(bootstrap: str, topics: Iterable[Topic], namespace: str = "",
         }
     finally:
         consumer.close()
+
+
+def read_latest(bootstrap: str, topic: str, group_id: str, timeout_s: float = 60.0, **extra: Any) -> dict[bytes, bytes | None]:
+    """The latest value per key of a (compacted) topic, read from its start to the end it had when
+    called (None for a key whose latest message is a tombstone). For state a service restores at start."""
+    consumer = Consumer(consumer_config(bootstrap, group_id, **extra))
+    latest: dict[bytes, bytes | None] = {}
+    deadline = time.monotonic() + timeout_s
+    try:
+        while True:
+            try:  # a topic just created may not have its partition leaders yet
+                partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+                ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
+                break
+            except KafkaException:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        todo = {p for p, high in ends.items() if high > 0}
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in sorted(todo)])
+        while todo:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{topic}: not read to its end within {timeout_s:.0f} s")
+            for msg in consumer.consume(500, timeout=1.0):
+                if not msg.error() and msg.key() is not None:
+                    latest[msg.key()] = msg.value()
+            todo = {tp.partition for tp in consumer.position([TopicPartition(topic, p) for p in todo]) if tp.offset < ends[tp.partition]}
+    finally:
+        consumer.close()
+    return latest

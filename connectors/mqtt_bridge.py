@@ -19,6 +19,7 @@ import base64
 import logging
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,15 +28,15 @@ from confluent_kafka import KafkaError, Message, Producer
 from prometheus_client import Counter, Gauge, Histogram
 
 from connectors.clock_skew import ClockConfig, ClockSkew, parse_clock_config
-from connectors.kafka_io import encode_json, producer_config
+from connectors.kafka_io import DecodeError, decode_json, encode_json, ensure_topics, producer_config, read_latest
 from connectors.mqtt_io import mqtt_client
 from connectors.normalize import Rejected, normalize_message
 from jointwatch.settings import Settings
 from jointwatch.stack.secrets import BRIDGE_USER, Secrets
 from schemas.errors import read_yaml
-from schemas.models import Reading
+from schemas.models import ClockState, Reading, validation_errors
 from schemas.network import Network
-from schemas.topics import DEVICE_HEALTH, MQTT_UP_SUBSCRIPTION, READINGS_DEAD, READINGS_RAW, namespaced
+from schemas.topics import CLOCK_STATE, DEVICE_HEALTH, MQTT_UP_SUBSCRIPTION, READINGS_DEAD, READINGS_RAW, namespaced
 
 log = logging.getLogger("jointwatch.bridge")
 
@@ -49,6 +50,7 @@ LATENCY = Histogram("jw_bridge_ack_seconds", "MQTT receipt -> Kafka confirmation
 CLOCK_OFFSET = Gauge("jw_bridge_clock_offset_seconds", "clock offset subtracted from the device's time (0: not corrected)", ["station_id"])
 CORRECTED = Counter("jw_bridge_clock_corrected_readings_total", "readings whose event time was clock-corrected")
 HEALTH = Counter("jw_bridge_device_health_events_total", "device-health events published", ["kind"])
+CLOCK_STATES = Counter("jw_bridge_clock_states_total", "device clock estimator states saved, restored at start, or ignored as invalid", ["outcome"])
 
 
 def load_clock_config(path: str | Path) -> ClockConfig:
@@ -67,6 +69,7 @@ class _Pending:
 
 class MqttKafkaBridge:
     flush_timeout_s = 10.0  # on stop: how long to wait for Kafka to confirm what is in flight
+    save_clocks_every_s = 5.0  # how often the clock estimators of devices heard from are saved (and at stop)
 
     def __init__(
         self, settings: Settings, network: Network, secrets: Secrets, client_id: str = "jw-bridge", kafka_bootstrap: str | None = None
@@ -75,7 +78,9 @@ class MqttKafkaBridge:
         self.raw_topic = namespaced(READINGS_RAW, settings.namespace)
         self.dead_topic = namespaced(READINGS_DEAD, settings.namespace)
         self.health_topic = namespaced(DEVICE_HEALTH, settings.namespace)
+        self.clock_state_topic = namespaced(CLOCK_STATE, settings.namespace)
         self.clocks = ClockSkew(load_clock_config(settings.clock_file))
+        self._clocks_saved = time.monotonic()
         self._offsets: dict[str, int] = {}  # last offset put on each device's gauge (set only on change)
         self.producer = Producer(producer_config(kafka_bootstrap or settings.kafka_bootstrap, **{"linger.ms": 20, "batch.num.messages": 10000}))
         self._lock = threading.Lock()
@@ -121,6 +126,46 @@ class MqttKafkaBridge:
             self._produce(topic, key, value, token)
         if records and records[0][0] == self.raw_topic:
             READINGS.inc(len(readings))
+        if time.monotonic() - self._clocks_saved >= self.save_clocks_every_s:
+            self._save_clocks()  # here, on paho's thread, the only one that touches the estimators while running
+
+    # -- clock estimator state: saved to a compacted topic, restored at start ------------------
+    def _restore_clocks(self) -> None:
+        ensure_topics(self.settings.kafka_bootstrap, [CLOCK_STATE], self.settings.namespace)
+        restored = 0
+        for key, value in read_latest(self.settings.kafka_bootstrap, self.clock_state_topic, f"jw-bridge-restore-{uuid.uuid4().hex}").items():
+            if value is None:
+                continue
+            try:
+                doc = decode_json(value)
+                errors = validation_errors("clock_state", doc)
+                if errors:
+                    raise DecodeError("; ".join(errors))
+            except DecodeError as exc:
+                CLOCK_STATES.labels("invalid").inc()
+                log.error("ignored clock state of %r: %s", key, exc)
+                continue
+            if doc["station_id"] in self.network.stations:
+                self.clocks.restore(doc["station_id"], doc["state"])
+                restored += 1
+        CLOCK_STATES.labels("restored").inc(restored)
+        log.info("restored the clock estimators of %d devices from %s", restored, self.clock_state_topic)
+
+    def _save_clocks(self) -> None:
+        self._clocks_saved = time.monotonic()
+        now_ms = int(time.time() * 1000)
+        for sid in sorted(self.clocks.drain_changed()):
+            state = self.clocks.state(sid)
+            if state is None:
+                continue
+            doc: ClockState = {"schema": "jw.clock_state.v1", "station_id": sid, "saved_at": now_ms, "state": state}  # type: ignore[typeddict-item]
+            while True:
+                try:  # best effort: losing one save costs a relearn after a restart, never a reading
+                    self.producer.produce(self.clock_state_topic, key=sid, value=encode_json(doc))
+                    break
+                except BufferError:
+                    self.producer.poll(0.05)
+            CLOCK_STATES.labels("saved").inc()
 
     def _clock_metrics(self, readings: list[Reading]) -> None:
         offset = readings[0]["clock_offset_ms"]  # a message's readings share one correction
@@ -162,14 +207,16 @@ class MqttKafkaBridge:
 
     def run(self, stop: threading.Event) -> None:
         """Serve until `stop` is set or a delivery fails for good (then exit: the broker redelivers)."""
+        self._restore_clocks()
         self.client.connect("127.0.0.1", self.settings.mqtt_port, keepalive=30)
         self.client.loop_start()
         try:
             while not stop.is_set() and not self.delivery_failed.is_set():
                 self.producer.poll(0.05)
         finally:
-            self.producer.flush(self.flush_timeout_s)
             self.client.loop_stop()
+            self._save_clocks()  # paho's thread has stopped: nothing else touches the estimators
+            self.producer.flush(self.flush_timeout_s)
             self.client.disconnect()
         if self.delivery_failed.is_set():
             raise RuntimeError("a Kafka delivery failed; stopped without acknowledging it so the broker redelivers it")

@@ -64,6 +64,23 @@ class DeviceHealth(TypedDict):
     reason: str
 
 
+class ClockStateDetail(TypedDict):
+    recent: list[int]
+    run: list[list[int]]
+    established: bool
+    correcting: bool
+    applied: int
+    reported: int
+    seen: list[list[int]]
+
+
+class ClockState(TypedDict):
+    schema: Literal["jw.clock_state.v1"]
+    station_id: str
+    saved_at: int
+    state: ClockStateDetail
+
+
 class Aggregate(TypedDict):
     schema: Literal["jw.aggregate.v3"]
     station_id: str
@@ -226,6 +243,7 @@ SCHEMA_FILES: dict[str, str] = {
     "device_payload": "device_payload.v1.schema.json",
     "reading": "reading.v2.schema.json",
     "device_health": "device_health.v1.schema.json",
+    "clock_state": "clock_state.v1.schema.json",
     "aggregate": "aggregate.v3.schema.json",
     "late_reading": "late_reading.v2.schema.json",
     "dead_letter": "dead_letter.v1.schema.json",
@@ -239,6 +257,7 @@ TYPED: dict[str, type] = {
     "device_payload": DevicePayload,
     "reading": Reading,
     "device_health": DeviceHealth,
+    "clock_state": ClockState,
     "aggregate": Aggregate,
     "late_reading": LateReading,
     "dead_letter": DeadLetter,

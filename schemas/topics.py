@@ -39,6 +39,8 @@ ALERT_STATE = Topic(
 TIER_RULES = Topic("jw.control.tier-rules", key="rule_set_id", partitions=1, compacted=True)  # rules updates
 # Device clock events from the bridge (jw.device_health.v1): rare, so one partition; a log, not compacted.
 DEVICE_HEALTH = Topic("jw.devices.health", key="station_id", partitions=1)
+# The bridge's per-device clock estimator state (jw.clock_state.v1), restored when a bridge starts.
+CLOCK_STATE = Topic("jw.devices.clock-state", key="station_id", partitions=1, compacted=True)
 # Source apportionment (jw.apportionment.v1): one record per receptor or region, window and pollutant.
 APPORTIONMENT = Topic("jw.apportionment", key="region", partitions=2)
 # Calibration registry (jw.calibration_model.v1): each sensor's whole version history, latest per key kept.
@@ -60,6 +62,7 @@ ALL_TOPICS: tuple[Topic, ...] = (
     ALERT_STATE,
     TIER_RULES,
     DEVICE_HEALTH,
+    CLOCK_STATE,
     APPORTIONMENT,
     CALIBRATION,
     CALIBRATION_PROPOSALS,

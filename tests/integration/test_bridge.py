@@ -226,3 +226,36 @@ def test_skewed_and_drifting_clocks_are_corrected_and_flagged(stack) -> None:
     finally:
         stop.set()
         thread.join(20)
+
+
+def test_a_restarted_bridge_goes_on_correcting_a_slow_clock_from_its_first_message(stack) -> None:
+    """The estimators are saved to jw.devices.clock-state and restored by the next bridge: a clock 9 min
+    slow (which nothing else can bound) is corrected from its first message after the restart."""
+    s = stack.isolated()
+    net = stack.network
+    sid = sorted(sid for sid, st in net.stations.items() if st.medium == "air")[5]
+    topic = MQTT_UP.format(region=net.stations[sid].region, station_id=sid)
+    raw = namespaced(READINGS_RAW, s.namespace)
+
+    def send(i: int) -> None:
+        true = T0 + i * MINUTE
+        doc = {"station_id": sid, "seq": i, "ts": _iso(true - 9 * MINUTE), "gw_ts": _iso(true + 800), "values": {"pm25": 20.0}}
+        dev, _ = connect(s, sid, stack.secrets.mqtt_password(sid))
+        publish(dev, topic, json.dumps(doc).encode())
+        dev.loop_stop()
+        dev.disconnect()
+
+    for seqs in (range(8), range(8, 9)):
+        bridge, stop, thread = start_bridge(s, net, stack.secrets, f"bridge-{uuid.uuid4().hex[:8]}")
+        try:
+            for i in seqs:
+                send(i)
+            assert read_until(s.kafka_bootstrap, [raw], lambda ms: len(ms) >= seqs[-1] + 1, timeout_s=30)
+        finally:
+            stop.set()
+            thread.join(20)
+        assert not thread.is_alive()
+    readings = sorted((d for _, d in read_n(s.kafka_bootstrap, [raw], n=9)), key=lambda r: r["seq"])
+    assert [r["clock_corrected"] for r in readings] == [False] * 4 + [True] * 5  # learnt from the 5th, then kept across the restart
+    # sample offset: (true - 9 min) - (true + 0.8 s) = -540.8 s, applied in whole seconds (half up): -541 s
+    assert (readings[8]["clock_offset_ms"], readings[8]["event_time"]) == (-541_000, T0 + 8 * MINUTE + 1000)

@@ -260,3 +260,40 @@ def test_re_sent_copies_are_no_new_evidence() -> None:
         for _ in range(3):
             assert thrice.observe("n-a01", "north", device, gw)[:2] == expected
     assert thrice.applied("n-a01") == once.applied("n-a01") != 0
+
+
+@pytest.mark.parametrize("split", [3, 7, 20, 41, 60])  # learning, established, correcting, mid-jump, after the jump
+def test_a_restored_estimator_goes_on_exactly_as_if_never_stopped(split: int) -> None:
+    import json
+
+    def skew(i: int) -> int:
+        return 9 * M + 250 * i if i < 40 else -30_000  # fast and drifting, then NTP sets it 30 s slow
+
+    rng = random.Random(3)
+    samples = [(T0 + i * M + skew(i), T0 + i * M + rng.choice(DELAYS)) for i in range(80)]
+    samples[25:25] = [samples[24]]  # a re-sent copy
+    whole = ClockSkew()
+    expected = [whole.observe("n-a01", "north", d, r) for d, r in samples]
+
+    first = ClockSkew()
+    got = [first.observe("n-a01", "north", d, r) for d, r in samples[:split]]
+    assert first.drain_changed() == {"n-a01"} and first.drain_changed() == set()
+    saved = json.loads(json.dumps(first.state("n-a01")))  # through JSON, as the bridge stores it
+    doc = {"schema": "jw.clock_state.v1", "station_id": "n-a01", "saved_at": 1, "state": saved}
+    assert validation_errors("clock_state", doc) == []
+    second = ClockSkew()
+    second.restore("n-a01", saved)
+    got += [second.observe("n-a01", "north", d, r) for d, r in samples[split:]]
+    assert got == expected
+    assert second.state("n-a01") == whole.state("n-a01") and second.estimate("n-a01") == whole.estimate("n-a01")
+
+
+def test_a_restored_estimator_corrects_a_slow_clock_from_its_first_sample_where_a_fresh_one_cannot() -> None:
+    learnt = ClockSkew()
+    feed(learnt, -9 * M, 10)  # a clock 9 min slow: nothing bounds it, only the estimate corrects it
+    restored, fresh = ClockSkew(), ClockSkew()
+    restored.restore("n-a01", learnt.state("n-a01"))
+    ((true, t_restored, off_restored, _),) = feed(restored, -9 * M, 1, start=10)
+    ((_, t_fresh, off_fresh, _),) = feed(fresh, -9 * M, 1, start=10)
+    assert off_restored == -9 * M - 1000 and t_restored == true + 1000  # median offset -9 min - 1.5 s, to whole seconds half up: -541 s
+    assert (off_fresh, t_fresh) == (0, true - 9 * M)  # relearning: 9 min early until min_samples agree
