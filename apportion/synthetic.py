@@ -8,8 +8,12 @@
     The truth is each source region's contribution at every station and step.
 (b) `factor_data`: multi-species X = G F + noise with known profiles F, contributions G
     and the uncertainty matrix U the noise was drawn from.
+(c) `demo_episode`: the project simulator's own scenario (simulator/scenario.py: a plume
+    from the works in `north` under a northerly wind) as window means, with the plume's
+    true contribution at every station.
 
-Everything is drawn from `numpy.random.default_rng(seed)`: same seed, same data.
+(a) and (b) draw everything from `numpy.random.default_rng(seed)`: same seed, same data;
+(c) is the simulator's, seeded by its ScenarioConfig.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from numpy.typing import NDArray
 from apportion.geometry import air_stations, bearing_deg
 from apportion.transport import AirSeries
 from schemas.network import Network, Region, Station
+from simulator.scenario import ScenarioConfig, simulate
 
 Array = NDArray[np.float64]
 
@@ -185,3 +190,22 @@ def factor_data(n: int = 720, m: int = 20, k: int = 4, seed: int = 0, rel_noise:
         mask = rng.random(X.shape) < outliers
         X = np.where(mask, X * rng.uniform(5.0, 10.0, X.shape), X)
     return FactorData(X, U, G, F)
+
+
+def demo_episode(network: Network, minutes: int = 12 * 60, agg_min: int = 10,
+                 config: ScenarioConfig = ScenarioConfig()) -> tuple[AirSeries, Array]:
+    """PM2.5 and wind of the simulator's scenario as agg_min means, and the plume's (N, T) PM2.5.
+
+    The demo plume lasts 3 h, so hourly means would leave a handful of points: 10-minute
+    means are the default. Wind direction is averaged as a unit vector.
+    """
+    stations = air_stations(network)
+    block = simulate(network, config, 0, minutes)
+    n = minutes // agg_min
+
+    def means(param: str, kind: str = "measured") -> Array:
+        return np.stack([block.series(s.id, param, kind)[: n * agg_min] for s in stations]).reshape(len(stations), n, agg_min).mean(axis=2)
+
+    rad = np.radians(np.stack([block.series(s.id, "wind_dir")[: n * agg_min] for s in stations]).reshape(len(stations), n, agg_min))
+    wind_dir = np.degrees(np.arctan2(np.sin(rad).mean(axis=2), np.cos(rad).mean(axis=2))) % 360.0
+    return AirSeries(stations, means("pm25"), means("wind_speed"), wind_dir, dt_h=agg_min / 60), means("pm25", "plume")
