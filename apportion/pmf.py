@@ -59,22 +59,29 @@ def _robust_weights(E: Array, U: Array, alpha: float) -> tuple[Array, float]:
 
 
 def _run(X: Array, U: Array, G: Array, F: Array, robust: bool, alpha: float, max_iter: int, tol: float) -> tuple[Array, Array, int, bool]:
-    W = 1.0 / (U * U)
+    inv_u = 1.0 / U
+    inv_u2 = inv_u * inv_u
+    W = inv_u2
     E = X - G @ F
     WR = np.empty_like(E)
+    scaled = np.empty_like(E)
     q_prev = np.inf
     for it in range(1, max_iter + 1):
-        if robust:
-            W, _ = _robust_weights(E, U, alpha)
+        if robust:  # W = 1 / (U h)^2, h^2 = max(1, |E/U| / alpha), as _robust_weights, in preallocated buffers
+            np.multiply(E, inv_u, out=scaled)
+            np.abs(scaled, out=scaled)
+            scaled *= 1.0 / alpha
+            np.maximum(scaled, 1.0, out=scaled)
+            W = np.divide(inv_u2, scaled, out=scaled)
         for k in range(G.shape[1]):
             g, f = G[:, k], F[k]
-            E += np.outer(g, f)  # E is now the residual without factor k (in place: no copies per sweep)
+            E += np.outer(g, f)  # E is now the residual without factor k (updated in place, not rebuilt)
             np.multiply(W, E, out=WR)
             g = np.maximum(WR @ f / np.maximum(W @ (f * f), _EPS), 0.0)
             f = np.maximum(g @ WR / np.maximum((g * g) @ W, _EPS), 0.0)
-            scale = f.sum()
-            if scale > _EPS:  # keep profiles summing to 1; the scale goes to the contributions
-                f, g = f / scale, g * scale
+            total = f.sum()
+            if total > _EPS:  # keep profiles summing to 1; the scale goes to the contributions
+                f, g = f / total, g * total
             G[:, k], F[k] = g, f
             E -= np.outer(g, f)
         np.multiply(W, E, out=WR)
