@@ -1,9 +1,12 @@
 """Transport attribution for air: how much of a receptor's concentration came from each upwind region.
 
 Method (per receptor, pollutant and window of aligned hourly or finer means):
-1. Each station's *excess* is its concentration above its own low quantile over the
-   window and its look-back, so regional background (present everywhere) stays local
-   instead of being credited to whichever region happens to be upwind.
+1. Each station's *excess* is its concentration above the regional background (a low
+   quantile across all stations at each step), so air everyone shares stays local
+   instead of being credited to whichever region happens to be upwind. A candidate's
+   signal is further reduced to its *increments* above its own usual level over the
+   last usual_h (its steady local emissions), so an upwind gate switching on cannot
+   turn them into a plume.
 2. Transit removal: a station downwind of a third region also carries that region's
    plume. Every station's excess is first regressed (one level, same method, point
    estimate) on the other regions' upwind excess, and only what is left — its *own*
