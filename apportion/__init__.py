@@ -1,4 +1,4 @@
-"""Source apportionment (issue 6): pure numpy/scipy logic, no Flink, no Kafka.
+"""Source apportionment (issue 6): pure numpy/scipy logic, no Flink; Kafka only in `stage`.
 
 geometry   station distances, bearings, upwind tests, transport lag bounds
 transport  air: share of a receptor's concentration from each upwind region vs local
@@ -6,4 +6,5 @@ water      river: load added by each reach, across regional borders
 pmf        source-type factors (weighted NMF in the PMF sense) and streaming projection
 synthetic  simulated data with known truth, for tests, validation and benchmarks
 validate   `python -m apportion.validate`: recovery against that truth, as a report
+stage      the Kafka service: station hours in, region windows out on jw.apportionment (event time)
 """

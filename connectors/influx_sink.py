@@ -26,8 +26,10 @@ from urllib3.exceptions import HTTPError
 from connectors.kafka_io import DecodeError, consumer_config, decode_json, ensure_topics, position, where
 from jointwatch.settings import Settings
 from jointwatch.stack.secrets import Secrets
+from schemas.apportionment import Apportionment
+from schemas.apportionment import validation_errors as apportionment_errors
 from schemas.models import Aggregate, Alert, Index, StationHour, validation_errors
-from schemas.topics import ALERTS, INDICES, READINGS_ALIGNED, READINGS_HOURLY, READINGS_REVISIONS, STATION_HOURS, Topic, namespaced
+from schemas.topics import ALERTS, APPORTIONMENT, INDICES, READINGS_ALIGNED, READINGS_HOURLY, READINGS_REVISIONS, STATION_HOURS, Topic, namespaced
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +125,37 @@ def station_hour_point(hour: StationHour) -> Point:
     return point.time(hour["window_end"], WritePrecision.MS)
 
 
+def apportionment_point(rec: Apportionment) -> Point:
+    """Measurement 'apportionment' at window_end, one series per region, receptor, pollutant and origin
+    ('none' when no origin was named): per key of `shares` (origin regions and 'local') its share and,
+    where estimated, its bootstrap sd and 5-95 % interval; amounts, fit and model version. The
+    record_id field makes a replayed record overwrite itself."""
+    point = (
+        Point("apportionment")
+        .tag("region", rec["region"])
+        .tag("receptor", rec["receptor"])
+        .tag("pollutant", rec["pollutant"])
+        .tag("origin", rec["origin_region"] or "none")
+        .tag("kind", rec["kind"])
+        .field("record_id", rec["record_id"])
+        .field("affected_regions", ",".join(rec["affected_regions"]))
+        .field("n_steps", int(rec["fit"]["n_steps"]))
+        .field("model_version", rec["provenance"]["model_version"])
+        .time(rec["window_end"], WritePrecision.MS)
+    )
+    for key, share in rec["shares"].items():
+        point.field(f"share_{key}", float(share))
+        if key in rec["uncertainty"]:
+            u = rec["uncertainty"][key]
+            point.field(f"share_{key}_sd", float(u["sd"])).field(f"share_{key}_lo", float(u["lo"])).field(f"share_{key}_hi", float(u["hi"]))
+    for key, amount in rec["amounts"].items():
+        point.field(f"amount_{key}", float(amount))
+    for name in ("r2", "rmse"):
+        if rec["fit"][name] is not None:
+            point.field(name, float(rec["fit"][name]))  # type: ignore[literal-required]
+    return point
+
+
 # Topic -> (schema the messages must match, conversion).
 CONVERSIONS: dict[Topic, tuple[str, Callable[[Any], Point]]] = {
     READINGS_ALIGNED: ("aggregate", aggregate_point),
@@ -131,6 +164,7 @@ CONVERSIONS: dict[Topic, tuple[str, Callable[[Any], Point]]] = {
     STATION_HOURS: ("station_hour", station_hour_point),
     INDICES: ("index", index_point),
     ALERTS: ("alert", alert_point),
+    APPORTIONMENT: ("apportionment", apportionment_point),
 }
 
 
@@ -159,7 +193,8 @@ class Versions:
 def to_point(topic: Topic, doc: Any) -> Point:
     """Validate a decoded message of `topic` and convert it; ValueError says why it is invalid."""
     schema, convert = CONVERSIONS[topic]
-    errors = validation_errors(schema, doc)
+    # The apportionment contract lives with its typed view in schemas/apportionment.py.
+    errors = apportionment_errors(doc) if schema == "apportionment" else validation_errors(schema, doc)
     if errors:
         raise ValueError(f"not a valid {schema}: " + "; ".join(errors))
     return convert(doc)

@@ -8,7 +8,7 @@ import pytest
 
 from connectors.influx_sink import Versions, aggregate_point, alert_point, to_point
 from schemas.models import Aggregate, validation_errors
-from schemas.topics import ALERTS, READINGS_ALIGNED, READINGS_HOURLY, STATION_HOURS
+from schemas.topics import ALERTS, APPORTIONMENT, READINGS_ALIGNED, READINGS_HOURLY, STATION_HOURS
 from tests.samples import sample_alert
 
 WINDOW_END = 1_767_225_600_000  # 2026-01-01T00:00:00Z in ms
@@ -105,3 +105,38 @@ def test_station_hour_point_has_the_parameters_the_station_had() -> None:
         "station_hour,medium=air,region=north,station_id=n-a03 o3_minutes=0i,pm25_mean=35,pm25_minutes=58i,"
         f"wind_dir_minutes=0i,wind_speed_mean=2.5,wind_speed_minutes=60i {WINDOW_END}"
     )
+
+
+def sample_apportionment(**over: Any) -> Any:
+    """central's PM2.5 over the 6 h to WINDOW_END: 38 % from north, with its bootstrap interval."""
+    rec: dict[str, Any] = {
+        "schema": "jw.apportionment.v1", "record_id": f"transport:central:pm25:{WINDOW_END - 6 * 3_600_000}", "kind": "transport",
+        "scope": "region", "receptor": "central", "region": "central", "pollutant": "pm25",
+        "window_start": WINDOW_END - 6 * 3_600_000, "window_end": WINDOW_END, "basis": "share", "unit": "1",
+        "shares": {"north": 0.38, "local": 0.62},
+        "uncertainty": {"north": {"sd": 0.04, "lo": 0.31, "hi": 0.45}, "local": {"sd": 0.04, "lo": 0.55, "hi": 0.69}},
+        "amounts": {"north": 11.4, "local": 18.6}, "fit": {"r2": 0.91, "rmse": 1.5, "n_steps": 30},
+        "origin_region": "north", "affected_regions": ["central"],
+        "provenance": {"model_version": "transport-nnls/1", "stations": [], "wind_from_deg": None, "wind_speed_ms": None, "seed": 490896},
+    }
+    rec.update(over)
+    return rec
+
+
+def test_apportionment_point() -> None:
+    assert to_point(APPORTIONMENT, sample_apportionment()).to_line_protocol() == (
+        "apportionment,kind=transport,origin=north,pollutant=pm25,receptor=central,region=central "
+        'affected_regions="central",amount_local=18.6,amount_north=11.4,model_version="transport-nnls/1",n_steps=30i,'
+        f'r2=0.91,record_id="transport:central:pm25:{WINDOW_END - 6 * 3_600_000}",rmse=1.5,'
+        "share_local=0.62,share_local_hi=0.69,share_local_lo=0.55,share_local_sd=0.04,"
+        "share_north=0.38,share_north_hi=0.45,share_north_lo=0.31,share_north_sd=0.04 "
+        f"{WINDOW_END}"
+    )
+
+
+def test_apportionment_without_origin_or_fit() -> None:
+    line = to_point(APPORTIONMENT, sample_apportionment(shares={"local": 1}, uncertainty={}, amounts={}, origin_region=None,
+                                                        affected_regions=[], fit={"r2": None, "rmse": None, "n_steps": 0})).to_line_protocol()
+    assert ",origin=none," in line and "share_local=1 " in line and "r2" not in line and "_sd" not in line
+    with pytest.raises(ValueError, match="not a valid apportionment"):
+        to_point(APPORTIONMENT, sample_apportionment(kind="plume"))
