@@ -427,7 +427,8 @@ def test_resent_readings_count_once_and_are_reported_as_duplicates() -> None:
 
 def test_late_readings_revise_their_minute_as_if_they_had_been_on_time() -> None:
     opts = JobOptions(bootstrap="b:1", allowed_lateness_min=10)
-    on_time = [("a1", "pm25", T0 + 5_000, 10.0, "N"), ("a1", "pm25", T0 + 25_000, 20.0, "N"), ("a1", "pm25", T0 + MINUTE + 5_000, 40.0, "N")]
+    on_time = [("a1", "pm25", T0 + 5_000, 10.0, "N"), ("a1", "pm25", T0 + 25_000, 20.0, "N"), ("a1", "pm25", T0 + MINUTE + 5_000, 40.0, "N"),
+               ("a1", "pm10", T0 + 5_000, 50.0, "N")]  # same station minute, nothing late: no revision of pm10
     late = [
         (("a1", "pm25", T0 + 35_000, 30.0, "N"), T0 + 3 * MINUTE),  # a new reading for minute 0, closed 2 min before
         (("a1", "pm25", T0 + 5_000, 8.0, "N"), T0 + 3 * MINUTE),  # a conflicting copy: the smaller value counts, as on time
@@ -438,20 +439,21 @@ def test_late_readings_revise_their_minute_as_if_they_had_been_on_time() -> None
         (("a1", "pm25", T0 + 6 * MINUTE, 5.0, "F"), T0 + 7 * MINUTE),  # an invalid status never counts
     ]
     db = run_views(on_time, late, opts)
-    revisions = {r["window_start"]: r for r in rows(db, as_sqlite(insert_revisions(opts).split("INSERT INTO revisions_sink", 1)[1]).replace(
+    revised = rows(db, as_sqlite(insert_revisions(opts).split("INSERT INTO revisions_sink", 1)[1]).replace(
         "SELECT 'jw.aggregate.v3', station_id, MAX(region), MAX(medium), `parameter`, MAX(unit), '1m', minute_ms, minute_ms + 60000,",
         "SELECT station_id, minute_ms AS window_start,").replace("CASE WHEN `parameter` = 'wind_dir'", "(CASE WHEN `parameter` = 'wind_dir'", 1)
         .replace("ELSE SUM(`value`) / COUNT(*) END,", "ELSE SUM(`value`) / COUNT(*) END) AS mean,", 1)
         .replace("MIN(`value`), MAX(`value`), COUNT(*), SUM(on_time_copies) + SUM(late_copies) - COUNT(*),",
                  "MIN(`value`) AS vmin, MAX(`value`) AS vmax, COUNT(*) AS cnt, SUM(on_time_copies) + SUM(late_copies) - COUNT(*) AS dups,")
-        .replace("1 + SUM(late_copies)", "1 + SUM(late_copies) AS version"))}
-    assert sorted(revisions) == [T0, T0 + 5 * MINUTE]
+        .replace("1 + SUM(late_copies)", "1 + SUM(late_copies) AS version"))
+    revisions = {r["window_start"]: r for r in revised}
+    assert len(revised) == 2 and sorted(revisions) == [T0, T0 + 5 * MINUTE]
     m0, m5 = revisions[T0], revisions[T0 + 5 * MINUTE]
     assert (m0["cnt"], m0["dups"], m0["vmin"], m0["vmax"], m0["version"]) == (3, 1, 8.0, 30.0, 3)
     assert m0["mean"] == pytest.approx((8.0 + 20.0 + 30.0) / 3, rel=1e-12)
     assert (m5["cnt"], m5["dups"], m5["mean"], m5["version"]) == (2, 0, 2.0, 3)
     # the reading behind the watermark in a still-open minute went to the window itself
-    minutes = {r["m_start"]: (r["cnt"], r["vsum"]) for r in rows(db, "SELECT * FROM minute_means")}
+    minutes = {r["m_start"]: (r["cnt"], r["vsum"]) for r in rows(db, "SELECT * FROM minute_means WHERE `parameter` = 'pm25'")}
     assert minutes == {T0: (2, 30.0), T0 + MINUTE: (1, 40.0), T0 + 8 * MINUTE: (1, 7.0)}
     # and only the one beyond the allowed lateness is late
     where = insert_late(opts).rsplit("WHERE", 1)[1]
