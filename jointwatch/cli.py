@@ -178,3 +178,5 @@ def _register_commands() -> None:
 _register_commands()
 from jointwatch.cli_calibration import calibration  # noqa: E402 - registered like _register_commands' groups
 main.add_command(calibration)
+from jointwatch.cli_apportion import register_apportion  # noqa: E402 - `apportion` and `apportion-stage`
+register_apportion(main)

@@ -90,6 +90,8 @@ def demo(state_dir: Path, port_base: int | None, duration: float | None, speed: 
             _send_bad_input(settings, stack.secrets, net, say)
             health = threading.Thread(target=_show_device_health, args=(settings, services.stop, say), daemon=True)
             health.start()
+            origins = threading.Thread(target=_show_apportionment, args=(settings, services.stop, say), daemon=True)
+            origins.start()
             sim = threading.Thread(
                 target=publish, args=(net, config),
                 kwargs=dict(secrets=stack.secrets, port=settings.mqtt_port, speed=speed, stop=services.stop),
@@ -106,6 +108,7 @@ def demo(state_dir: Path, port_base: int | None, duration: float | None, speed: 
             services.stop.set()
             sim.join(15)
             health.join(5)
+            origins.join(5)
             _summary(settings, stack.secrets, len(server.received.items()), say)
         for c in consoles:
             c.stop()
@@ -150,6 +153,34 @@ def _show_device_health(settings: Settings, stop: threading.Event, say: Callable
                 continue
             e = json.loads(msg.value())
             say(f"  [device health] {e['station_id']} {e['kind']} at {_utc(e['reference_time'])}: {e['reason']}", dim=True)
+    finally:
+        consumer.close()
+
+
+def _show_apportionment(settings: Settings, stop: threading.Event, say: Callable[..., None]) -> None:
+    """One line per region window whose pollution came (in part) from another region; the
+    windows with no external origin (most of them) are not printed."""
+    import json
+    import uuid
+
+    from confluent_kafka import Consumer
+
+    from connectors.kafka_io import consumer_config
+    from schemas.topics import APPORTIONMENT, namespaced
+
+    consumer = Consumer(consumer_config(settings.kafka_bootstrap, f"jw-demo-apportion-{uuid.uuid4().hex[:8]}"))
+    consumer.subscribe([namespaced(APPORTIONMENT, settings.namespace)])
+    try:
+        while not stop.is_set():
+            msg = consumer.poll(0.5)
+            if msg is None or msg.error():
+                continue
+            a = json.loads(msg.value())
+            if a["origin_region"] is None:
+                continue
+            shares = ", ".join(f"{k} {v:.0%}" for k, v in sorted(a["shares"].items(), key=lambda kv: -kv[1]))
+            say(f"  [apportionment] {_utc(a['window_start'])}..{_utc(a['window_end'])} {a['region']} {a['pollutant']}: "
+                f"from {a['origin_region']} ({shares})", fg="magenta")
     finally:
         consumer.close()
 

@@ -1,5 +1,5 @@
 """The pipeline's long-running services in one process: bridge, index stage,
-alert stage, router and sink threads, plus the Flink job as a child process. Used by the demo, the
+apportionment stage, alert stage, router and sink threads, plus the Flink job as a child process. Used by the demo, the
 end-to-end tests and the benchmark, so all three exercise the same wiring."""
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from alerts.engine import EngineConfig
 from alerts.router import AlertRouter
 from alerts.routing import Routing
 from alerts.stage import AlertStage
+from apportion.stage import ApportionStage
 from connectors.influx_sink import InfluxSink
 from connectors.kafka_io import ensure_topics
 from connectors.mqtt_bridge import MqttKafkaBridge
@@ -54,9 +55,11 @@ class Services:
         self.router = AlertRouter.create(s, self.secrets, self.routing, group_id=f"jw-alert-router-{s.namespace or 'main'}")
         self.sink = InfluxSink.create(s, self.secrets, group_id=f"jw-influx-sink-{s.namespace or 'main'}")
         self.indexer = IndexStage(s, self.network, group_id=f"jw-index-stage-{s.namespace or 'main'}")
+        self.apportioner = ApportionStage(s, self.network, group_id=f"jw-apportion-stage-{s.namespace or 'main'}")
         self.alerter = AlertStage(s, self.network, group_id=f"jw-alert-stage-{s.namespace or 'main'}", config=self.alert_config)
         stages = (
-            ("bridge", self.bridge.run), ("indices", self.indexer.run), ("alerts", self.alerter.run),
+            ("bridge", self.bridge.run), ("indices", self.indexer.run), ("apportion", self.apportioner.run),
+            ("alerts", self.alerter.run),
             ("router", self.router.run), ("sink", self.sink.run),
         )
         for name, target in stages:
@@ -89,7 +92,7 @@ class Services:
         for t in self.threads:
             t.join(30)
         # Drop the Kafka clients now: librdkafka threads live as long as their objects do.
-        self.bridge = self.indexer = self.alerter = self.router = self.sink = None  # type: ignore[assignment]
+        self.bridge = self.indexer = self.apportioner = self.alerter = self.router = self.sink = None  # type: ignore[assignment]
         gc.collect()
         if self.job is not None:
             self.job.stop()

@@ -19,6 +19,7 @@ from apportion.stage import HOUR_MS, Apportioner, Checkpoint, StageConfig, hourl
 from apportion.synthetic import demo_episode
 from apportion.transport import AirSeries
 from connectors.kafka_io import encode_json
+from jointwatch.cli_apportion import render
 from schemas.apportionment import validation_errors as apportionment_errors
 from schemas.models import validation_errors
 from simulator.scenario import DEFAULT_START_MS
@@ -196,3 +197,18 @@ def test_unknown_station_is_refused_and_water_is_progress_only() -> None:
         app.offer(0, 0, station_hour("n-a01", DEFAULT_START_MS, 1.0, 1.0, 1.0) | {"station_id": "x-a99"})  # type: ignore[arg-type]
     assert app.offer(0, 1, station_hour("n-w01", DEFAULT_START_MS, None, 0.0, 0.0)) == "progress"  # type: ignore[arg-type]
     assert app.partition_max == {0: DEFAULT_START_MS} and app.checkpoint().offsets == {0: 2}
+
+
+def test_show_renders_shares_intervals_origin_and_stations() -> None:
+    _, _, feed = demo_feed()
+    records = [json.loads(b) for b in run(Apportioner(NETWORK, StageConfig(pollutants=("pm25",))), feed, interleaving(feed, 0), every=10**9)]
+    rec = next(r for r in records if r["region"] == "central" and r["window_end"] == DEFAULT_START_MS + 8 * HOUR_MS)
+    text = render(rec)
+    assert text.startswith("central pm25: window 2026-")
+    assert "origin: north  -> affected: central" in text
+    north = next(line for line in text.splitlines() if line.startswith("north "))
+    assert f"{rec['shares']['north']:.3f}" in north and f"{rec['uncertainty']['north']['lo']:.3f} .. {rec['uncertainty']['north']['hi']:.3f}" in north
+    assert next(i for i, line in enumerate(text.splitlines()) if line.startswith("local ")) > text.splitlines().index(north)  # local last
+    for used in rec["provenance"]["stations"]:  # one row per upwind station, with every sector it was used from
+        assert any(line.startswith(used["station_id"]) and used["wind_sector"] in line.split()[-1].split("/") for line in text.splitlines())
+    assert "model transport-nnls/1" in text and f"fit: r2 {rec['fit']['r2']:.3f}" in text
