@@ -523,6 +523,6 @@ def statements(opts: JobOptions, outputs: tuple[str, ...] = DEFAULT_OUTPUTS) -> 
     if unknown or not outputs:
         raise ValueError(f"outputs must be a non-empty subset of {OUTPUTS}, got {outputs}")
     # Without allowed lateness nothing can revise: no revision branch at all, so no join holding
-    # every reading (33-41k readings/s without it, 31-39k with it keyed by station minute; tp.py).
+    # every reading (alternating tp.py runs on a loaded machine: 32-34k readings/s without it, 19-30k with it).
     chosen = [o for o in OUTPUTS if o in outputs and not (o == "revisions" and opts.allowed_lateness_min == 0)]
     return ddl, [inserts[o] for o in chosen]
