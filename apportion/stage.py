@@ -26,8 +26,10 @@ position if it needs none), with the last window it emitted (`emitted_through`) 
 the commit's metadata. A restart reads from there, so it rebuilds exactly the
 history a single pass would hold, and emits only windows after `emitted_through`:
 no duplicates, byte-identical records. The cost is a re-read of up to a week of
-station hours at start (~300k small records for the demo network), cheaper and
-simpler than keeping a second copy of that history in a snapshot topic. Commits
+station hours at start (36 stations x 60 rolling records x 168 h = ~360k for the demo
+network; decoding and schema checks took ~80 us each here, so ~30 s of catch-up before
+the next window), simpler than keeping a second copy of that history in a snapshot
+topic and never out of step with it. Commits
 happen only after Kafka confirmed the window's records, so a crash in between
 re-emits identical records (same ids), never loses a window.
 
