@@ -117,12 +117,15 @@ def test_duplicates_disorder_lateness_revisions_and_backlog_are_all_accounted_fo
         closed = {(r["station_id"], r["event_time"] // MINUTE) for r in sent if r["event_time"] < T0 + 58 * MINUTE}
         on_time_windows = {(r["station_id"], r["event_time"] // MINUTE) for r in first + second} & closed
         revised = {(DUPED, T0 // MINUTE + 33): 3, (JUMBLED, T0 // MINUTE + 34): 2} | {(OFFLINE, T0 // MINUTE + m): 7 for m in range(32, 35)}
+        revised_counts = {(DUPED, T0 // MINUTE + 33): 7, (JUMBLED, T0 // MINUTE + 34): 6} | {(OFFLINE, T0 // MINUTE + m): 6 for m in range(32, 35)}
 
         def complete(ms) -> bool:
             windows = {(d["station_id"], d["window_start"] // MINUTE) for t, d in ms if t == aligned_topic}
             late = {(d["station_id"], d["event_time"]) for t, d in ms if t == late_topic}
-            versions = {(d["station_id"], d["window_start"] // MINUTE): d["version"] for t, d in ms if t == revisions_topic and d}
-            return on_time_windows <= windows and behind <= late and all(versions.get(k) == v for k, v in revised.items())
+            # the last revision per key is current: its version, and its content (a revision can be
+            # published first without the minute's on-time readings, then complete, with one version)
+            last = {(d["station_id"], d["window_start"] // MINUTE): (d["version"], d["count"]) for t, d in ms if t == revisions_topic and d}
+            return on_time_windows <= windows and behind <= late and all(last.get(k) == (v, revised_counts[k]) for k, v in revised.items())
 
         messages = read_until(s.kafka_bootstrap, [aligned_topic, late_topic, revisions_topic], complete, timeout_s=120)
         assert complete(messages), f"job alive {job.running()}; log:\n{job.tail()}"
@@ -138,12 +141,12 @@ def test_duplicates_disorder_lateness_revisions_and_backlog_are_all_accounted_fo
                and d["allowed_lateness_ms"] == 600_000 for d in late)
     assert sorted((d["station_id"], d["event_time"]) for d in late) == sorted(behind)  # exactly these, each once
 
-    # What stores hold: per station and minute, the record with the highest version.
+    # What stores hold: per station and minute, the last record (first results come before revisions).
     latest: dict[tuple[str, int], dict[str, Any]] = {}
     for d in aligned + revisions:
         key = (d["station_id"], d["window_start"] // MINUTE)
-        if key not in latest or d["version"] >= latest[key]["version"]:
-            latest[key] = d
+        assert key not in latest or d["version"] >= latest[key]["version"], "versions never decrease along a key"
+        latest[key] = d
     assert {k: latest[k]["version"] for k in revised} == revised
     assert {k for k, d in latest.items() if d["version"] > 1} == set(revised)
 
