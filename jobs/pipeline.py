@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
 if __package__ in (None, ""):  # `flink run -py jobs/pipeline.py` runs this file as a script
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from jobs.alignment import load_alignment
+from jobs.alignment import load_alignment, parse_alignment
 from jobs.sql import DEFAULT_OUTPUTS, OUTPUTS, JobOptions, statements
 from schemas.errors import ConfigError
 from schemas.network import load_network
@@ -81,17 +82,20 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--detached", action="store_true", help="submit and return (cluster mode)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    flags = {"out_of_orderness_s": args.out_of_orderness, "allowed_lateness_min": args.allowed_lateness, "source_idle_s": args.idle_timeout}
     try:
-        alignment, network = load_alignment(args.alignment), load_network(args.network)
+        network = load_network(args.network)
+        configured = asdict(load_alignment(args.alignment))
+        # the flags override the file, checked by the same rules
+        alignment = parse_alignment({"version": 1, **configured, **{k: v for k, v in flags.items() if v is not None}}, "command line")
     except ConfigError as exc:
         raise SystemExit(f"jobs.pipeline: {exc}") from None
-    pick = lambda flag, configured: configured if flag is None else flag  # noqa: E731
     opts = JobOptions(
         args.bootstrap, args.namespace, args.group_id,
-        out_of_orderness_s=pick(args.out_of_orderness, alignment.out_of_orderness_s),
-        source_idle_s=pick(args.idle_timeout, alignment.source_idle_s),
+        out_of_orderness_s=alignment.out_of_orderness_s,
+        source_idle_s=alignment.source_idle_s,
         startup_mode=args.startup_mode,
-        allowed_lateness_min=pick(args.allowed_lateness, alignment.allowed_lateness_min),
+        allowed_lateness_min=alignment.allowed_lateness_min,
         sampling_s=tuple(sorted((st.id, st.sampling_s) for st in network.stations.values())),
     )
     log.info("event time: out-of-orderness %d s, allowed lateness %d min, idle timeout %d s",

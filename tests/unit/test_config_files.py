@@ -92,3 +92,12 @@ def test_settings_precedence_and_errors(tmp_path: Path, monkeypatch: pytest.Monk
         load_settings(write(tmp_path, "port_base: 80"))
     with pytest.raises(ConfigError, match="kafka_prot: unknown setting"):
         load_settings(write(tmp_path, "kafka_prot: 1"))
+
+
+def test_job_flags_override_the_alignment_file_under_the_same_rules(tmp_path: Path) -> None:
+    from jobs.pipeline import main
+
+    with pytest.raises(SystemExit, match="command line: allowed_lateness_min: must be a whole number within 0..1440, got -3"):
+        main(["--bootstrap", "b:1", "--allowed-lateness", "-3"])
+    with pytest.raises(SystemExit, match="unknown setting"):
+        main(["--bootstrap", "b:1", "--alignment", str(write(tmp_path, "version: 1\nlateness_min: 5"))])
