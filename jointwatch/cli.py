@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from jointwatch.cli_options import make_settings, namespace_option, stack_options, stop_on_signals
+from jointwatch.cli_options import make_settings, namespace_option, run_stage, stack_options, stop_on_signals
 from schemas.errors import ConfigError
 
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
@@ -108,19 +108,9 @@ def bridge_cmd(config_file, state_dir, port_base, namespace, metrics_port) -> No
 @click.option("--metrics-port", type=int, default=None, help="Serve Prometheus metrics on 127.0.0.1:PORT.")
 def indices_cmd(config_file, state_dir, port_base, namespace, metrics_port) -> None:
     """Run the index stage until Ctrl-C: station hours from the job -> real-time AQI / water class on jw.indices."""
-    from prometheus_client import start_http_server
-
     from jobs.index_stage import IndexStage
-    from schemas.network import load_network
 
-    s = make_settings(config_file, state_dir, port_base, namespace=namespace)
-    try:
-        stage = IndexStage(s, load_network(s.network_file))
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
-    if metrics_port is not None:
-        start_http_server(metrics_port, addr="127.0.0.1")
-    stage.run(stop_on_signals())
+    run_stage(make_settings(config_file, state_dir, port_base, namespace=namespace), IndexStage, metrics_port)
 
 
 @main.command("alert-stage")
@@ -132,19 +122,10 @@ def indices_cmd(config_file, state_dir, port_base, namespace, metrics_port) -> N
 def alert_stage_cmd(config_file, state_dir, port_base, namespace, rules_file, metrics_port) -> None:
     """Run the alert stage until Ctrl-C: jw.indices -> tier state machine -> jw.alerts (exactly once,
     state in jw.alerts.state); applies rules updates from jw.control.tier-rules without a restart."""
-    from prometheus_client import start_http_server
-
     from alerts.stage import AlertStage
-    from schemas.network import load_network
 
-    s = make_settings(config_file, state_dir, port_base, namespace=namespace)
-    try:
-        stage = AlertStage(s, load_network(s.network_file), rules_file=rules_file)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
-    if metrics_port is not None:
-        start_http_server(metrics_port, addr="127.0.0.1")
-    stage.run(stop_on_signals())
+    settings = make_settings(config_file, state_dir, port_base, namespace=namespace)
+    run_stage(settings, lambda s, net: AlertStage(s, net, rules_file=rules_file), metrics_port)
 
 
 @main.group()

@@ -14,10 +14,9 @@ from confluent_kafka import Consumer, TopicPartition
 
 from apportion.geometry import COMPASS16
 from connectors.kafka_io import consumer_config
-from jointwatch.cli_options import make_settings, namespace_option, stack_options, stop_on_signals
+from jointwatch.cli_options import make_settings, namespace_option, run_stage, stack_options
 from jointwatch.settings import Settings
 from schemas.apportionment import Apportionment
-from schemas.errors import ConfigError
 from schemas.topics import APPORTIONMENT, namespaced
 
 TAIL_FIRST = 200  # records read back from each partition's end before reading further back
@@ -157,19 +156,9 @@ def show(region: str, pollutant: str, config_file, state_dir, port_base, namespa
 @click.option("--metrics-port", type=int, default=None, help="Serve Prometheus metrics on 127.0.0.1:PORT.")
 def apportion_stage(config_file, state_dir, port_base, namespace, metrics_port) -> None:
     """Run the apportionment stage until Ctrl-C: station hours -> per-region source shares on jw.apportionment (event time)."""
-    from prometheus_client import start_http_server
-
     from apportion.stage import ApportionStage
-    from schemas.network import load_network
 
-    s = make_settings(config_file, state_dir, port_base, namespace=namespace)
-    try:
-        stage = ApportionStage(s, load_network(s.network_file))
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
-    if metrics_port is not None:
-        start_http_server(metrics_port, addr="127.0.0.1")
-    stage.run(stop_on_signals())
+    run_stage(make_settings(config_file, state_dir, port_base, namespace=namespace), ApportionStage, metrics_port)
 
 
 def register_apportion(main: click.Group) -> None:

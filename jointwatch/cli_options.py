@@ -7,12 +7,15 @@ import signal
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from jointwatch.settings import Settings, load_settings
 from schemas.errors import ConfigError
+
+if TYPE_CHECKING:
+    from schemas.network import Network
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -41,3 +44,19 @@ def stop_on_signals() -> threading.Event:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     return stop
+
+
+def run_stage(settings: Settings, build: Callable[[Settings, Network], Any], metrics_port: int | None) -> None:
+    """Build a Kafka stage from the settings and the station registry (a config error is a clean
+    CLI error), serve its metrics if asked, and run it until Ctrl-C."""
+    from prometheus_client import start_http_server
+
+    from schemas.network import load_network
+
+    try:
+        stage = build(settings, load_network(settings.network_file))
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    if metrics_port is not None:
+        start_http_server(metrics_port, addr="127.0.0.1")
+    stage.run(stop_on_signals())

@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 
 from jointwatch.settings import REPO_ROOT, Settings
+from schemas.topics import Topic
 
 TIER_COLOUR = {"red": "red", "yellow": "yellow", "green": "green"}
 
@@ -134,55 +135,50 @@ def _send_bad_input(settings, secrets, net, say) -> None:
     say(f"{station} sent a malformed payload and a negative PM2.5: both go to the dead-letter topic with the reason", dim=True)
 
 
-def _show_device_health(settings: Settings, stop: threading.Event, say: Callable[..., None]) -> None:
-    """One dim line per device-health event: the bridge correcting (or no longer correcting) a device's clock."""
+def _follow(settings: Settings, topic: Topic, stop: threading.Event, show: Callable[[dict], None]) -> None:
+    """Call `show` with every record of `topic` (this run's namespace) until `stop`."""
     import json
     import uuid
 
     from confluent_kafka import Consumer
 
     from connectors.kafka_io import consumer_config
-    from schemas.topics import DEVICE_HEALTH, namespaced
+    from schemas.topics import namespaced
 
-    consumer = Consumer(consumer_config(settings.kafka_bootstrap, f"jw-demo-health-{uuid.uuid4().hex[:8]}"))
-    consumer.subscribe([namespaced(DEVICE_HEALTH, settings.namespace)])
+    consumer = Consumer(consumer_config(settings.kafka_bootstrap, f"jw-demo-{topic.name}-{uuid.uuid4().hex[:8]}"))
+    consumer.subscribe([namespaced(topic, settings.namespace)])
     try:
         while not stop.is_set():
             msg = consumer.poll(0.5)
-            if msg is None or msg.error():
-                continue
-            e = json.loads(msg.value())
-            say(f"  [device health] {e['station_id']} {e['kind']} at {_utc(e['reference_time'])}: {e['reason']}", dim=True)
+            if msg is not None and not msg.error() and msg.value() is not None:
+                show(json.loads(msg.value()))
     finally:
         consumer.close()
+
+
+def _show_device_health(settings: Settings, stop: threading.Event, say: Callable[..., None]) -> None:
+    """One dim line per device-health event: the bridge correcting (or no longer correcting) a device's clock."""
+    from schemas.topics import DEVICE_HEALTH
+
+    def show(e: dict) -> None:
+        say(f"  [device health] {e['station_id']} {e['kind']} at {_utc(e['reference_time'])}: {e['reason']}", dim=True)
+
+    _follow(settings, DEVICE_HEALTH, stop, show)
 
 
 def _show_apportionment(settings: Settings, stop: threading.Event, say: Callable[..., None]) -> None:
     """One line per region window whose pollution came (in part) from another region; the
     windows with no external origin (most of them) are not printed."""
-    import json
-    import uuid
+    from schemas.topics import APPORTIONMENT
 
-    from confluent_kafka import Consumer
+    def show(a: dict) -> None:
+        if a["origin_region"] is None:
+            return
+        shares = ", ".join(f"{k} {v:.0%}" for k, v in sorted(a["shares"].items(), key=lambda kv: -kv[1]))
+        say(f"  [apportionment] {_utc(a['window_start'])}..{_utc(a['window_end'])} {a['region']} {a['pollutant']}: "
+            f"from {a['origin_region']} ({shares})", fg="magenta")
 
-    from connectors.kafka_io import consumer_config
-    from schemas.topics import APPORTIONMENT, namespaced
-
-    consumer = Consumer(consumer_config(settings.kafka_bootstrap, f"jw-demo-apportion-{uuid.uuid4().hex[:8]}"))
-    consumer.subscribe([namespaced(APPORTIONMENT, settings.namespace)])
-    try:
-        while not stop.is_set():
-            msg = consumer.poll(0.5)
-            if msg is None or msg.error():
-                continue
-            a = json.loads(msg.value())
-            if a["origin_region"] is None:
-                continue
-            shares = ", ".join(f"{k} {v:.0%}" for k, v in sorted(a["shares"].items(), key=lambda kv: -kv[1]))
-            say(f"  [apportionment] {_utc(a['window_start'])}..{_utc(a['window_end'])} {a['region']} {a['pollutant']}: "
-                f"from {a['origin_region']} ({shares})", fg="magenta")
-    finally:
-        consumer.close()
+    _follow(settings, APPORTIONMENT, stop, show)
 
 
 def _summary(settings, secrets, deliveries: int, say) -> None:
