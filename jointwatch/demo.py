@@ -190,7 +190,7 @@ def _summary(settings, secrets, deliveries: int, say) -> None:
     counts = message_counts(settings.kafka_bootstrap, ALL_TOPICS)
     say("Kafka: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     with InfluxDBClient(url=settings.influx_url, token=secrets.influx_token, org="-") as client:
-        flux = f'from(bucket: "{settings.influx_db}/autogen") |> range(start: 0) |> filter(fn: (r) => r._field == "mean" or r._field == "alert_id" or r._field == "index_id") |> group(columns: ["_measurement"]) |> count()'
+        flux = f'from(bucket: "{settings.influx_db}/autogen") |> range(start: 0) |> filter(fn: (r) => r._field == "mean" or r._field == "alert_id" or r._field == "index_id" or r._field == "record_id") |> group(columns: ["_measurement"]) |> count()'
         stored = {t.records[0].values["_measurement"]: t.records[0].get_value() for t in client.query_api().query(flux) if t.records}
     say(f"InfluxDB: {stored}; webhook deliveries received: {deliveries}")
 
