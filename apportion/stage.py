@@ -59,7 +59,6 @@ from connectors.kafka_io import DecodeError, consumer_config, decode_json, encod
 from jobs.validity import MIN_MINUTES
 from jointwatch.settings import Settings
 from schemas.apportionment import Apportionment
-from schemas.apportionment import validation_errors as apportionment_errors
 from schemas.models import StationHour, validation_errors
 from schemas.network import Network
 from schemas.topics import APPORTIONMENT, STATION_HOURS, namespaced
@@ -353,7 +352,7 @@ class ApportionStage:
     def _publish(self, records: list[Apportionment]) -> bool:
         errors: list[KafkaError] = []
         for rec in records:
-            problems = apportionment_errors(rec)
+            problems = validation_errors("apportionment", rec)
             if problems:  # a bug, not bad input: say so loudly, publish the rest
                 log.error("not publishing invalid apportionment %s: %s", rec["record_id"], "; ".join(problems))
                 continue

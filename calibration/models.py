@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Union
+from typing import Any, ClassVar, Self, Union
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -154,8 +154,29 @@ class Polynomial:
         return cls(tuple(_number({f"coefficients[{i}]": v}, f"coefficients[{i}]") for i, v in enumerate(seq)))
 
 
+class _EpaPurpleAir:
+    """What both EPA PurpleAir corrections share: RH as the one covariate, no coefficients."""
+
+    @property
+    def covariates(self) -> tuple[str, ...]:
+        return ("rh",)
+
+    def coefficients(self) -> dict[str, Any]:
+        return {}
+
+    @classmethod
+    def from_coefficients(cls, c: Mapping[str, Any]) -> Self:
+        _only(c, ())
+        return cls()
+
+
+def _epa_2021(pa: FloatArray, rh: FloatArray) -> FloatArray:
+    """Barkjohn 2021, unclipped: also the 2022 form below PA 30."""
+    return 0.524 * pa - 0.0862 * rh + 5.75
+
+
 @dataclass(frozen=True)
-class EpaPurpleAir2021:
+class EpaPurpleAir2021(_EpaPurpleAir):
     """US EPA US-wide correction for PurpleAir PM2.5 (Barkjohn et al. 2021, AMT 14:4617):
     PM2.5 = 0.524*PA - 0.0862*RH + 5.75, negatives clipped to 0.
 
@@ -165,22 +186,9 @@ class EpaPurpleAir2021:
 
     kind: ClassVar[str] = "epa_purpleair_2021"
 
-    @property
-    def covariates(self) -> tuple[str, ...]:
-        return ("rh",)
-
     def apply(self, values: ArrayLike, covariates: Covariates | None = None) -> FloatArray:
         pa = _values(values)
-        rh = _covariate(covariates, "rh", pa.shape[0])
-        return np.maximum(0.524 * pa - 0.0862 * rh + 5.75, 0.0)
-
-    def coefficients(self) -> dict[str, Any]:
-        return {}
-
-    @classmethod
-    def from_coefficients(cls, c: Mapping[str, Any]) -> EpaPurpleAir2021:
-        _only(c, ())
-        return cls()
+        return np.maximum(_epa_2021(pa, _covariate(covariates, "rh", pa.shape[0])), 0.0)
 
 
 # Breakpoints of the 2022 extended correction in PA (ug/m3): the segments are [lo, hi).
@@ -188,7 +196,7 @@ EPA_2022_BREAKPOINTS = (30.0, 50.0, 210.0, 260.0)
 
 
 @dataclass(frozen=True)
-class EpaPurpleAir2022:
+class EpaPurpleAir2022(_EpaPurpleAir):
     """US EPA extended correction for PurpleAir PM2.5 up to extreme smoke, as given in
     ../shared/STANDARDS.md (cited there as Barkjohn et al. 2022, Sensors 22:9669):
 
@@ -213,17 +221,13 @@ class EpaPurpleAir2022:
 
     kind: ClassVar[str] = "epa_purpleair_2022"
 
-    @property
-    def covariates(self) -> tuple[str, ...]:
-        return ("rh",)
-
     def apply(self, values: ArrayLike, covariates: Covariates | None = None) -> FloatArray:
         pa = _values(values)
         rh = _covariate(covariates, "rh", pa.shape[0])
         b1, b2, b3, b4 = EPA_2022_BREAKPOINTS
         w1 = pa / 20.0 - 1.5
         w2 = pa / 50.0 - 4.2
-        low = 0.524 * pa - 0.0862 * rh + 5.75
+        low = _epa_2021(pa, rh)
         blend1 = (0.786 * w1 + 0.524 * (1.0 - w1)) * pa - 0.0862 * rh + 5.75
         mid = 0.786 * pa - 0.0862 * rh + 5.75
         blend2 = (
@@ -236,14 +240,6 @@ class EpaPurpleAir2022:
         high = 2.966 + 0.69 * pa + 8.84e-4 * pa**2
         y = np.select([pa < b1, pa < b2, pa < b3, pa < b4, pa >= b4], [low, blend1, mid, blend2, high], default=np.nan)
         return np.maximum(y, 0.0)
-
-    def coefficients(self) -> dict[str, Any]:
-        return {}
-
-    @classmethod
-    def from_coefficients(cls, c: Mapping[str, Any]) -> EpaPurpleAir2022:
-        _only(c, ())
-        return cls()
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,6 @@ from connectors.kafka_io import DecodeError, consumer_config, decode_json, ensur
 from jointwatch.settings import Settings
 from jointwatch.stack.secrets import Secrets
 from schemas.apportionment import Apportionment
-from schemas.apportionment import validation_errors as apportionment_errors
 from schemas.models import Aggregate, Alert, Index, StationHour, validation_errors
 from schemas.topics import ALERTS, APPORTIONMENT, INDICES, READINGS_ALIGNED, READINGS_HOURLY, READINGS_REVISIONS, STATION_HOURS, Topic, namespaced
 
@@ -193,8 +192,7 @@ class Versions:
 def to_point(topic: Topic, doc: Any) -> Point:
     """Validate a decoded message of `topic` and convert it; ValueError says why it is invalid."""
     schema, convert = CONVERSIONS[topic]
-    # The apportionment contract lives with its typed view in schemas/apportionment.py.
-    errors = apportionment_errors(doc) if schema == "apportionment" else validation_errors(schema, doc)
+    errors = validation_errors(schema, doc)
     if errors:
         raise ValueError(f"not a valid {schema}: " + "; ".join(errors))
     return convert(doc)

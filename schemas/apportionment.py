@@ -1,18 +1,11 @@
-"""Typed view of schemas/apportionment.v1.schema.json (jw.apportionment) and its validator.
+"""Typed view of schemas/apportionment.v1.schema.json (jw.apportionment; validated by schemas/models.py).
 
 The JSON Schema is the contract; tests/unit/test_apportion_schema.py checks these
 TypedDicts against it field by field, nested objects included.
 (No `from __future__ import annotations`: it hides Required[] from TypedDict in 3.11.)
 """
 
-import json
-from functools import cache
-from pathlib import Path
-from typing import Any, Literal, TypedDict
-
-from jsonschema import Draft202012Validator
-
-SCHEMA_FILE = Path(__file__).resolve().parent / "apportionment.v1.schema.json"
+from typing import Literal, TypedDict
 
 
 class ShareUncertainty(TypedDict):
@@ -63,21 +56,3 @@ class Apportionment(TypedDict):
     origin_region: str | None
     affected_regions: list[str]
     provenance: Provenance
-
-
-@cache
-def schema() -> dict[str, Any]:
-    return json.loads(SCHEMA_FILE.read_text())
-
-
-@cache
-def validator() -> Draft202012Validator:
-    return Draft202012Validator(schema())
-
-
-def validation_errors(doc: Any) -> list[str]:
-    """Every violation of the apportionment schema, each as 'path: message' (empty when valid)."""
-    return [
-        f"{'/'.join(str(p) for p in err.absolute_path) or '<root>'}: {err.message}"
-        for err in sorted(validator().iter_errors(doc), key=lambda e: list(e.absolute_path))
-    ]

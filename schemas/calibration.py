@@ -1,4 +1,4 @@
-"""Typed Python views of the calibration JSON Schemas, and their validators.
+"""Typed Python views of the calibration JSON Schemas (validated by schemas/models.py).
 
 calibration_model.v1 (jw.control.calibration) and calibration_proposal.v1
 (jw.calibration.proposals). The JSON Schema files are the contract; the
@@ -7,15 +7,8 @@ tests/unit/test_calibration_schemas.py checks they agree field by field.
 (No `from __future__ import annotations`, as in schemas/models.py.)
 """
 
-import json
-from functools import cache
-from pathlib import Path
 from typing import Any, Literal, TypedDict
 
-from jsonschema import Draft202012Validator
-from referencing import Registry, Resource
-
-SCHEMA_DIR = Path(__file__).resolve().parent
 ModelType = Literal["linear", "multilinear", "polynomial", "epa_purpleair_2021", "epa_purpleair_2022", "unit_conversion", "chain"]
 
 
@@ -78,10 +71,6 @@ class CalibrationProposal(TypedDict):
     reason: str
 
 
-SCHEMA_FILES: dict[str, str] = {
-    "calibration_model": "calibration_model.v1.schema.json",
-    "calibration_proposal": "calibration_proposal.v1.schema.json",
-}
 TYPED: dict[str, type] = {
     "calibration_model": CalibrationModelMessage,
     "calibration_proposal": CalibrationProposal,
@@ -94,23 +83,3 @@ TYPED_DEFS: dict[tuple[str, str], type] = {
     ("calibration_proposal", "fit"): Fit,
     ("calibration_proposal", "gain_offset"): GainOffset,
 }
-
-
-@cache
-def schema(name: str) -> dict[str, Any]:
-    return json.loads((SCHEMA_DIR / SCHEMA_FILES[name]).read_text())
-
-
-@cache
-def validator(name: str) -> Draft202012Validator:
-    # The proposal refers to the model schema's entry by $id: both are registered.
-    resources = Registry().with_resources((schema(n)["$id"], Resource.from_contents(schema(n))) for n in SCHEMA_FILES)
-    return Draft202012Validator(schema(name), registry=resources)
-
-
-def validation_errors(name: str, doc: Any) -> list[str]:
-    """Every violation of the named schema, each as 'path: message' (empty when valid)."""
-    return [
-        f"{'/'.join(str(p) for p in err.absolute_path) or '<root>'}: {err.message}"
-        for err in sorted(validator(name).iter_errors(doc), key=lambda e: list(e.absolute_path))
-    ]

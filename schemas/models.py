@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Literal, Required, TypedDict
 
 from jsonschema import Draft202012Validator
+from referencing import Registry, Resource
 
 SCHEMA_DIR = Path(__file__).resolve().parent
 Tier = Literal["green", "yellow", "red"]
@@ -252,6 +253,10 @@ SCHEMA_FILES: dict[str, str] = {
     "station_clock_hour": "station_clock_hour.v1.schema.json",
     "alert": "alert.v2.schema.json",
     "tier_rules_update": "tier_rules_update.v1.schema.json",
+    # typed in schemas/calibration.py and schemas/apportionment.py (with their nested objects)
+    "calibration_model": "calibration_model.v1.schema.json",
+    "calibration_proposal": "calibration_proposal.v1.schema.json",
+    "apportionment": "apportionment.v1.schema.json",
 }
 TYPED: dict[str, type] = {
     "device_payload": DevicePayload,
@@ -276,7 +281,9 @@ def schema(name: str) -> dict[str, Any]:
 
 @cache
 def validator(name: str) -> Draft202012Validator:
-    return Draft202012Validator(schema(name))
+    # Every schema registered by its $id, so one may refer to another's definitions.
+    resources = Registry().with_resources((schema(n)["$id"], Resource.from_contents(schema(n))) for n in SCHEMA_FILES)
+    return Draft202012Validator(schema(name), registry=resources)
 
 
 def validation_errors(name: str, doc: Any) -> list[str]:

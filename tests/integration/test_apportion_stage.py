@@ -20,7 +20,7 @@ from apportion.stage import HOUR_MS, ApportionStage, Apportioner, StageConfig
 from connectors.kafka_io import encode_json, producer_config
 from jointwatch.cli_apportion import latest_apportionment
 from jointwatch.settings import Settings
-from schemas.apportionment import validation_errors
+from schemas.models import validation_errors
 from schemas.topics import APPORTIONMENT, STATION_HOURS, namespaced
 from simulator.scenario import DEFAULT_START_MS
 from tests.integration import background
@@ -90,7 +90,7 @@ def test_stage_names_the_origin_and_restarts_to_the_same_records(stack: Any, ref
     assert sorted(single) == sorted(reference) and len(set(single)) == len(single)
 
     records = [json.loads(v) for v in single]
-    assert all(validation_errors(r) == [] for r in records)
+    assert all(validation_errors("apportionment", r) == [] for r in records)
     central = [j for j, s in enumerate(series.stations) if s.region == "central"]
     by = {(r["region"], (r["window_end"] - DEFAULT_START_MS) // HOUR_MS): r for r in records if r["pollutant"] == "pm25"}
     episode = [h for h in range(3, HOURS + 1) if plume[central, max(0, h - 6):h].sum() / series.conc[central, max(0, h - 6):h].sum() >= 0.2]

@@ -7,11 +7,12 @@ from typing import Any
 
 import pytest
 
-from schemas.apportionment import Apportionment, Fit, Provenance, ShareUncertainty, StationUsed, schema, validation_errors
+from schemas.apportionment import Apportionment, Fit, Provenance, ShareUncertainty, StationUsed
+from schemas.models import schema, validation_errors
 
 
 def _at(path: tuple[str, ...]) -> dict[str, Any]:
-    node = schema()
+    node = schema("apportionment")
     for key in path:
         node = node[key]
     return node
@@ -48,6 +49,6 @@ def test_nullable_fields_agree() -> None:
 
 
 def test_a_wrong_record_names_its_errors() -> None:
-    errors = validation_errors({"schema": "jw.apportionment.v1", "kind": "smoke"})
+    errors = validation_errors("apportionment", {"schema": "jw.apportionment.v1", "kind": "smoke"})
     assert any(e.startswith("kind:") for e in errors)
     assert any("'receptor' is a required property" in e for e in errors)

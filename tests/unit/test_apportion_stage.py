@@ -20,7 +20,6 @@ from apportion.synthetic import demo_episode
 from apportion.transport import AirSeries
 from connectors.kafka_io import encode_json
 from jointwatch.cli_apportion import render
-from schemas.apportionment import validation_errors as apportionment_errors
 from schemas.models import validation_errors
 from simulator.scenario import DEFAULT_START_MS
 from tests.samples import NETWORK
@@ -144,7 +143,7 @@ def test_records_name_the_true_origin_and_validate() -> None:
     series, plume, feed = demo_feed()
     app = Apportioner(NETWORK, StageConfig(pollutants=("pm25",)))
     records = [json.loads(b) for b in run(app, feed, interleaving(feed, 0), every=len(feed[0]) + len(feed[1]))]
-    assert records and all(apportionment_errors(r) == [] for r in records)
+    assert records and all(validation_errors("apportionment", r) == [] for r in records)
     central = [j for j, s in enumerate(series.stations) if s.region == "central"]
     by = {(r["region"], (r["window_end"] - DEFAULT_START_MS) // HOUR_MS): r for r in records}
     episode = 0

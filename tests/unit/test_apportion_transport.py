@@ -12,7 +12,7 @@ from apportion.nnls import nnls_batch
 from apportion.records import transport_record
 from apportion.synthetic import air_network
 from apportion.transport import AirSeries, TransportConfig, WindowSolver, attribute, combine_region
-from schemas.apportionment import validation_errors
+from schemas.models import validation_errors
 from schemas.network import load_network, parse_network
 
 NETWORK = Path(__file__).resolve().parents[2] / "config" / "network.yaml"
@@ -121,8 +121,8 @@ def test_same_seed_same_result_and_records_validate() -> None:
     assert c.shares == a.shares  # the point estimate does not depend on the seed ...
     assert not np.array_equal(c.replicates, a.replicates)  # ... the bootstrap does
     rec = transport_record(a, "pm25", 1_700_000_000_000, 3_600_000, seed=0)
-    assert validation_errors(rec) == []
+    assert validation_errors("apportionment", rec) == []
     solver = WindowSolver(scenario.series, 36, 60)
     region = combine_region([solver.solve(j) for j, s in enumerate(scenario.stations) if s.region == "central"])
     assert region.receptor == "central" and sum(region.shares.values()) == pytest.approx(1.0)
-    assert validation_errors(transport_record(region, "pm25", 0, 3_600_000, seed=0, scope="region")) == []
+    assert validation_errors("apportionment", transport_record(region, "pm25", 0, 3_600_000, seed=0, scope="region")) == []

@@ -7,7 +7,7 @@ import pytest
 
 from apportion.records import water_records
 from apportion.water import attribute_reaches, river_sections
-from schemas.apportionment import validation_errors
+from schemas.models import validation_errors
 from schemas.network import parse_network
 
 DOC = {
@@ -78,6 +78,6 @@ def test_steps_before_the_data_are_left_out_and_records_validate() -> None:
     records = water_records(res, NET, start_ms=1_700_000_000_000, step_ms=3_600_000)
     assert len(records) == 2
     for rec in records:
-        assert validation_errors(rec) == []
+        assert validation_errors("apportionment", rec) == []
     assert records[1]["receptor"] == "w-b>w-c" and records[1]["affected_regions"] == ["down"]
     assert records[1]["origin_region"] == "up"

@@ -12,7 +12,7 @@ import pytest
 from calibration.drift import HOUR_MS, DriftSettings, fit_line, propose, rolling_ols
 from calibration.models import Linear
 from calibration.registry import ModelVersion
-from schemas.calibration import validation_errors
+from schemas.models import validation_errors
 
 START = int(datetime(2026, 10, 1, tzinfo=timezone.utc).timestamp() * 1000)
 DAYS = 14

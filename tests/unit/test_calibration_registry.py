@@ -14,7 +14,7 @@ import pytest
 from calibration.models import EpaPurpleAir2021, EpaPurpleAir2022, Linear
 from calibration.registry import load_registry, parse_registry, registry_from_messages
 from jointwatch.settings import REPO_ROOT
-from schemas.calibration import validation_errors
+from schemas.models import validation_errors
 from schemas.errors import ConfigError
 from schemas.network import load_network
 

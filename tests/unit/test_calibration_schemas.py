@@ -7,7 +7,8 @@ import typing
 
 import pytest
 
-from schemas.calibration import SCHEMA_FILES, TYPED, TYPED_DEFS, schema, validation_errors
+from schemas.calibration import TYPED, TYPED_DEFS
+from schemas.models import schema, validation_errors
 from schemas.topics import ALL_TOPICS, CALIBRATION, CALIBRATION_PROPOSALS
 
 
@@ -20,7 +21,7 @@ def assert_mirrors(typed: type, obj: dict) -> None:
     assert obj.get("additionalProperties") is False  # a field the TypedDict lacks cannot slip through
 
 
-@pytest.mark.parametrize("name", sorted(SCHEMA_FILES))
+@pytest.mark.parametrize("name", sorted(TYPED))
 def test_message_typed_dict_matches_json_schema(name: str) -> None:
     assert_mirrors(TYPED[name], schema(name))
 
@@ -31,7 +32,7 @@ def test_nested_typed_dicts_match_their_defs(name: str, definition: str) -> None
 
 
 def test_every_object_def_has_a_typed_mirror() -> None:
-    for name in SCHEMA_FILES:
+    for name in TYPED:
         objects = {k for k, v in schema(name).get("$defs", {}).items() if v.get("type") == "object"}
         assert objects == {d for n, d in TYPED_DEFS if n == name}
 
