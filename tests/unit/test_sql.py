@@ -25,6 +25,7 @@ from jobs.sql import (
     _expected,
     clock_hour_columns,
     insert_late,
+    insert_minutes,
     insert_revisions,
     sink_ddls,
     source_ddl,
@@ -475,3 +476,15 @@ def test_expected_counts_follow_each_station_s_sampling_interval() -> None:
     got = {sid: db.execute(f"SELECT {_expected(opts, 1)}, {_expected(opts, 60)} FROM (SELECT '{sid}' AS station_id)").fetchone()
            for sid in ("a1", "a2", "w1", "unlisted")}
     assert got == {"a1": (6.0, 360.0), "a2": (1.0, 60.0), "w1": (0.2, 12.0), "unlisted": (1.0, 60.0)}
+
+
+def test_one_minute_wind_direction_is_the_direction_of_the_mean_unit_vector() -> None:
+    opts = JobOptions(bootstrap="b:1")
+    db = run_views([("a1", "wind_dir", T0 + 5_000, 350.0, "N"), ("a1", "wind_dir", T0 + 25_000, 30.0, "N"),
+                    ("a1", "wind_dir", T0 + MINUTE + 5_000, 200.0, "N"), ("a1", "wind_dir", T0 + MINUTE + 25_000, 260.0, "N"),
+                    ("a1", "pm25", T0 + 5_000, 350.0, "N"), ("a1", "pm25", T0 + 25_000, 30.0, "N")], opts=opts)
+    select = insert_minutes(opts).split("INSERT INTO aligned_sink", 1)[1]
+    got = {(r[4], r[7]): r[9] for r in db.execute(as_sqlite(select)).fetchall()}  # (parameter, window_start) -> mean
+    assert got[("wind_dir", T0)] == pytest.approx(10.0)  # not 190, the arithmetic mean
+    assert got[("wind_dir", T0 + MINUTE)] == pytest.approx(230.0)  # the mean in the south-west, not wrapped
+    assert got[("pm25", T0)] == pytest.approx(190.0)  # any other parameter: the arithmetic mean
