@@ -15,8 +15,13 @@ time has already been released applies from the watermark on (logged): history
 is not rewritten.
 
 No I/O here: the Kafka stage (alerts/stage.py) feeds it and persists snapshot().
+Apportionment (optional, alerts/attribution.py): jw.apportionment messages fill a
+table of region windows, and the watermark also waits until the apportionment
+stage's progress markers cover the window an observation will be attributed by.
+
 Processing time enters only through idleness (a partition silent for `idle_s`
-stops holding the watermark back), as in Flink.
+stops holding the watermark back; an apportionment stage that has held it back
+for `apportion_wait_s` stops doing so, counted), as in Flink.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from alerts.attribution import ApportionmentTable
 from alerts.observations import observation_from_dict, observation_to_dict, observations
 from alerts.tiers.model import MachineState, Observation, Transition
 from alerts.tiers.rules import RuleSet, parse_rules
@@ -48,6 +54,7 @@ class EngineConfig:
     order_slack_ms: int = 60_000  # how far input partitions may drift apart in event time (one minute mark)
     heartbeat_ms: int = 60_000
     idle_s: float = 30.0
+    apportion_wait_s: float = 60.0  # longest the watermark waits for apportionment before going on without it
 
 
 @dataclass(frozen=True)
@@ -60,9 +67,9 @@ class PendingRules:
 class AlertEngine:
     def __init__(
         self, network: Network, rules: RuleSet, rules_doc: Mapping[str, Any],
-        config: EngineConfig = EngineConfig(), apportion: Apportion = own_region,
+        config: EngineConfig = EngineConfig(), apportion: Apportion = own_region, table: ApportionmentTable | None = None,
     ) -> None:
-        self.network, self.config, self.apportion = network, config, apportion
+        self.network, self.config, self.apportion, self.table = network, config, apportion, table
         self.rules, self.rules_doc = rules, rules_doc
         self.state = MachineState()
         self.buffer: list[Observation] = []
@@ -72,6 +79,10 @@ class AlertEngine:
         self.next_beat: int | None = None
         self.behind = 0  # observations that arrived after their time was released (counted, still stepped)
         self._seen_at: dict[str, float] = {}  # processing time each partition last had data (not persisted)
+        self._held_since: float | None = None  # processing time apportionment started holding the watermark back
+        self._gave_up_at: float | None = None  # the _held_since of the hold given up on (counted once)
+        self.apportion_timeouts = 0  # times the watermark went on without apportionment
+        self.apportion_late = 0  # apportionment records read after observations that needed them were released
 
     # ------------------------------------------------------------------ input
 
@@ -85,6 +96,15 @@ class AlertEngine:
             self.behind += len(obs)
         self.buffer.extend(obs)
         return len(obs)
+
+    def offer_apportionment(self, partition: str, doc: Mapping[str, Any]) -> str:
+        """Take one valid jw.apportionment message (needs a table); returns what it was."""
+        assert self.table is not None, "engine built without an apportionment table"
+        kind = self.table.offer(partition, doc)
+        if kind == "record" and self.table.needed_since(doc["window_end"], self.released_to):
+            self.apportion_late += 1
+            log.warning("apportionment %s arrived after alerts that needed it were released", doc["record_id"])
+        return kind
 
     def offer_rules(self, doc: Mapping[str, Any], effective_from: int | None, source: str = "<message>") -> PendingRules:
         """Validate a rules document (ConfigError) and schedule it; StaleRules if not newer."""
@@ -109,7 +129,34 @@ class AlertEngine:
         active = [m for p, m in self.partition_max.items() if now - self._seen_at.get(p, -math.inf) < self.config.idle_s]
         # all idle: nothing more is on its way, release everything received
         wm = min(active) - self.config.order_slack_ms if active else max(self.partition_max.values())
-        return wm if self.released_to is None else max(wm, self.released_to)
+        held = self._apportion_hold(wm, now)
+        if held is None:
+            return self.released_to
+        return held if self.released_to is None else max(held, self.released_to)
+
+    def _apportion_hold(self, wm: int, now: float) -> int | None:
+        """The watermark, held back to what the apportionment read so far can attribute (None:
+        nothing yet, the stage's first progress marker has not arrived on every partition).
+
+        After apportion_wait_s of holding it gives up (the apportionment stage is down or far
+        behind: alerts must not wait for it) until apportionment has caught up again.
+        """
+        if self.table is None or not self.table.partitions:
+            return wm
+        bound = self.table.bound()
+        if bound is not None and bound >= wm:
+            self._held_since = None
+            return wm
+        if self._held_since is None:
+            self._held_since = now
+        waited = now - self._held_since
+        if waited < self.config.apportion_wait_s:
+            return bound
+        if self._gave_up_at != self._held_since:
+            self.apportion_timeouts += 1
+            self._gave_up_at = self._held_since
+            log.warning("no apportionment beyond event time %s for %.0f s: alerts go on without it until it catches up", bound, waited)
+        return wm
 
     def advance(self, now: float) -> list[Transition]:
         """Release what the watermark has passed, in order, through the state machine."""
@@ -129,13 +176,17 @@ class AlertEngine:
             self.rules, self.rules_doc = due[-1].rules, due[-1].doc
             log.info("tier rules %s v%d in force from event time %d", self.rules.rule_set_id, self.rules.version, due[-1].effective_from)
         self.released_to = wm
+        if self.table is not None:
+            self.table.prune(wm)
         return transitions
 
     def _heartbeats(self, ready: list[Observation], wm: int) -> list[Observation]:
         step = self.config.heartbeat_ms
         first = self.next_beat
         if first is None:
-            start = min((o.window_end for o in ready), default=wm)
+            if not ready:  # beats start at the first data released, whatever the watermark did before it
+                return []
+            start = min(o.window_end for o in ready)
             first = -(-start // step) * step  # the first mark at or after the first data
         marks = range(first, wm + 1, step)
         if marks:
@@ -157,14 +208,18 @@ class AlertEngine:
             "next_beat": self.next_beat,
             "rules": self.rules_doc,
             "pending_rules": [[p.effective_from, p.doc] for p in self.pending_rules],
+            "apportionment": self.table.snapshot() if self.table is not None else None,
         }
 
     @classmethod
-    def restore(cls, snap: Mapping[str, Any], network: Network, config: EngineConfig = EngineConfig(), apportion: Apportion = own_region) -> AlertEngine:
+    def restore(cls, snap: Mapping[str, Any], network: Network, config: EngineConfig = EngineConfig(), apportion: Apportion = own_region,
+                table: ApportionmentTable | None = None) -> AlertEngine:
         if snap.get("schema") != SNAPSHOT_SCHEMA:
             raise ValueError(f"not an alert engine snapshot: schema {snap.get('schema')!r}")
         doc = snap["rules"]
-        engine = cls(network, parse_rules(doc, network, "<snapshot>"), doc, config, apportion)
+        engine = cls(network, parse_rules(doc, network, "<snapshot>"), doc, config, apportion, table)
+        if table is not None and snap.get("apportionment"):
+            table.restore(snap["apportionment"])
         engine.state = MachineState.from_dict(snap["state"])
         engine.buffer = [observation_from_dict(o) for o in snap["buffer"]]
         engine.partition_max = {str(k): int(v) for k, v in snap["partition_max"].items()}

@@ -10,6 +10,11 @@ the compacted jw.alerts.state. A restart restores the last committed snapshot
 and reads on from its offsets, so an alert is published once, or, after a crash
 mid-transaction, not at all and then again from the same input with the same id.
 Readers (the router, the sink) read committed messages only (librdkafka default).
+
+With `apportionment` on (the default), the stage also reads jw.apportionment: the
+region windows and progress markers of the apportionment stage name each air
+alert's origin region (lead) and affected regions (assist), see alerts/attribution.py.
+Its read offsets are part of the same snapshot.
 """
 
 from __future__ import annotations
@@ -27,15 +32,16 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message,
 from prometheus_client import Counter, Gauge
 
 from alerts.affected import AssistPolicy, NetworkAssist
+from alerts.attribution import ApportionedAssist, ApportionmentTable
 from alerts.engine import AlertEngine, EngineConfig, StaleRules
 from alerts.observations import alert_record
 from alerts.tiers.rules import load_rules
 from connectors.kafka_io import DecodeError, consumer_config, decode_json, encode_json, ensure_topics, producer_config, read_latest, where
 from jointwatch.settings import Settings
 from schemas.errors import ConfigError, read_yaml
-from schemas.models import TierRulesUpdate, validation_errors
+from schemas.models import TierRulesUpdate, is_progress, validation_errors
 from schemas.network import Network
-from schemas.topics import ALERT_STATE, ALERTS, INDICES, STATE_MAX_BYTES, TIER_RULES, namespaced
+from schemas.topics import ALERT_STATE, ALERTS, APPORTIONMENT, INDICES, STATE_MAX_BYTES, TIER_RULES, namespaced
 
 log = logging.getLogger("jointwatch.alerts.stage")
 
@@ -47,19 +53,24 @@ RULE_UPDATES = Counter("jw_alert_stage_rule_updates_total", "Tier rules updates 
 BEHIND = Gauge("jw_alert_stage_observations_behind", "Observations that arrived after their event time was released")
 WATERMARK = Gauge("jw_alert_stage_watermark_ms", "Event time up to which observations were released (UTC epoch ms)")
 SNAPSHOT_BYTES = Gauge("jw_alert_stage_snapshot_bytes", "Size of the last committed engine snapshot")
+APPORTIONMENT_READ = Counter("jw_alert_stage_apportionment_total", "jw.apportionment messages read", ["outcome"])
+APPORTION_TIMEOUTS = Gauge("jw_alert_stage_apportion_timeouts", "Times the watermark went on without apportionment (stage down or far behind)")
+APPORTION_LATE = Gauge("jw_alert_stage_apportion_late", "Apportionment records read after alerts that needed them were released")
 
 
 class AlertStage:
     def __init__(
         self, settings: Settings, network: Network, *, group_id: str = DEFAULT_GROUP_ID, rules_file: Path | None = None,
         config: EngineConfig = EngineConfig(), policy: AssistPolicy = AssistPolicy(), snapshot_interval_s: float = 10.0,
+        apportionment: bool = True,
     ) -> None:
         self.settings, self.network, self.group_id, self.config = settings, network, group_id, config
         self.rules_file = rules_file or settings.tier_rules_file
-        self.apportion = NetworkAssist(network, policy)
+        self.policy, self.apportionment = policy, apportionment
         self.snapshot_interval_s = snapshot_interval_s
         ns = settings.namespace
         self.source, self.target = namespaced(INDICES, ns), namespaced(ALERTS, ns)
+        self.apportion_topic = namespaced(APPORTIONMENT, ns)
         self.state_topic, self.rules_topic = namespaced(ALERT_STATE, ns), namespaced(TIER_RULES, ns)
         self.rules_doc = read_yaml(self.rules_file)
         load_rules(self.rules_file, network)  # fail fast, before any Kafka work, on a bad file
@@ -69,7 +80,7 @@ class AlertStage:
 
     def run(self, stop: threading.Event) -> None:
         bootstrap = self.settings.kafka_bootstrap
-        ensure_topics(bootstrap, [INDICES, ALERTS, ALERT_STATE, TIER_RULES], self.settings.namespace)
+        ensure_topics(bootstrap, [INDICES, ALERTS, ALERT_STATE, TIER_RULES, APPORTIONMENT], self.settings.namespace)
         producer = Producer(producer_config(
             bootstrap, **{"transactional.id": f"{self.group_id}@{self.settings.namespace}", "compression.type": "lz4",
                           "message.max.bytes": STATE_MAX_BYTES, "linger.ms": 0}))
@@ -79,7 +90,7 @@ class AlertStage:
         inputs = Consumer(consumer_config(bootstrap, self.group_id, **{"isolation.level": "read_committed"}))
         control = Consumer(consumer_config(bootstrap, f"{self.group_id}-rules"))
         control.assign([TopicPartition(self.rules_topic, 0, OFFSET_BEGINNING)])
-        self._assign(inputs, offsets)
+        self._assign(inputs, engine, offsets)
         self.ready.set()
         log.info("alert stage: %s -> %s, rules %s v%d, restored %s", self.source, self.target, engine.rules.rule_set_id,
                  engine.rules.version, f"at event time {engine.released_to}" if committed else "nothing (fresh start)")
@@ -94,7 +105,7 @@ class AlertStage:
                 now = time.monotonic()
                 for msg in msgs:
                     if self._offer(engine, msg, now):
-                        offsets[msg.partition()] = msg.offset() + 1
+                        offsets[(msg.topic(), msg.partition())] = msg.offset() + 1
                         dirty = True
                 transitions = engine.advance(now)
                 if transitions or (dirty and now - last_commit >= self.snapshot_interval_s):
@@ -103,12 +114,14 @@ class AlertStage:
                     except KafkaException as exc:
                         log.error("transaction failed (%s): back to the last committed snapshot", exc)
                         engine, offsets = self._engine(committed)
-                        self._assign(inputs, offsets)
+                        self._assign(inputs, engine, offsets)
                         stop.wait(1.0)
                         continue
-                    inputs.commit(offsets=[TopicPartition(self.source, p, o) for p, o in offsets.items()], asynchronous=True)  # lag, for monitoring
+                    inputs.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()], asynchronous=True)  # lag, for monitoring
                     last_commit, dirty = now, False
                 BEHIND.set(engine.behind)
+                APPORTION_TIMEOUTS.set(engine.apportion_timeouts)
+                APPORTION_LATE.set(engine.apportion_late)
             if dirty:  # a clean stop leaves nothing to re-read
                 self._commit(producer, engine, offsets, [])
         finally:
@@ -119,26 +132,39 @@ class AlertStage:
 
     # ------------------------------------------------------------------ steps
 
-    def _engine(self, snapshot: Mapping[str, Any] | None) -> tuple[AlertEngine, dict[int, int]]:
+    def _engine(self, snapshot: Mapping[str, Any] | None) -> tuple[AlertEngine, dict[tuple[str, int], int]]:
+        """A fresh engine, or the snapshot's, with the input offsets (topic, partition) -> next offset."""
+        fallback = NetworkAssist(self.network, self.policy)
+        table = ApportionmentTable() if self.apportionment else None
+        apportion = ApportionedAssist(table, fallback) if table is not None else fallback
         if snapshot is None:
-            engine = AlertEngine(self.network, load_rules(self.rules_file, self.network), self.rules_doc, self.config, self.apportion)
-            return engine, {}
-        engine = AlertEngine.restore(snapshot, self.network, self.config, self.apportion)
-        try:  # a newer rules file deployed since the snapshot applies from here on
-            engine.offer_rules(self.rules_doc, None, str(self.rules_file))
-        except StaleRules:
-            pass
-        return engine, {int(p): int(o) for p, o in snapshot["offsets"].items()}
+            engine = AlertEngine(self.network, load_rules(self.rules_file, self.network), self.rules_doc, self.config, apportion, table)
+        else:
+            engine = AlertEngine.restore(snapshot, self.network, self.config, apportion, table)
+            try:  # a newer rules file deployed since the snapshot applies from here on
+                engine.offer_rules(self.rules_doc, None, str(self.rules_file))
+            except StaleRules:
+                pass
+        snap = snapshot or {}
+        offsets = {(self.source, int(p)): int(o) for p, o in snap.get("offsets", {}).items()}
+        offsets |= {(self.apportion_topic, int(p)): int(o) for p, o in (snap.get("apportion_offsets") or {}).items()}
+        return engine, offsets
 
-    def _assign(self, consumer: Consumer, offsets: Mapping[int, int]) -> None:
-        partitions = consumer.list_topics(self.source, timeout=10).topics[self.source].partitions
-        consumer.assign([TopicPartition(self.source, p, offsets.get(p, OFFSET_BEGINNING)) for p in sorted(partitions)])
+    def _assign(self, consumer: Consumer, engine: AlertEngine, offsets: Mapping[tuple[str, int], int]) -> None:
+        topics = [self.source] + ([self.apportion_topic] if engine.table is not None else [])
+        partitions = {t: sorted(consumer.list_topics(t, timeout=10).topics[t].partitions) for t in topics}
+        if engine.table is not None:
+            engine.table.expect(str(p) for p in partitions[self.apportion_topic])
+        consumer.assign([TopicPartition(t, p, offsets.get((t, p), OFFSET_BEGINNING)) for t in topics for p in partitions[t]])
 
     def _offer(self, engine: AlertEngine, msg: Message, now: float) -> bool:
-        """Feed one index record; False for a consumer error (nothing consumed)."""
+        """Feed one index record or apportionment message; False for a consumer error (nothing consumed)."""
         if msg.error():
             log.warning("Kafka consumer: %s", msg.error())
             return False
+        if msg.topic() == self.apportion_topic:
+            self._offer_apportionment(engine, msg)
+            return True
         try:
             doc = decode_json(msg.value())
             problems = validation_errors("index", doc)
@@ -153,6 +179,18 @@ class AlertStage:
         engine.offer(str(msg.partition()), doc, now)
         INDICES_READ.labels("ok").inc()
         return True
+
+    def _offer_apportionment(self, engine: AlertEngine, msg: Message) -> None:
+        try:
+            doc = decode_json(msg.value())
+            problems = validation_errors("apportionment_progress" if is_progress(doc) else "apportionment", doc)
+            if problems:
+                raise ValueError("not a valid apportionment message: " + "; ".join(problems[:3]))
+        except (DecodeError, ValueError) as exc:
+            APPORTIONMENT_READ.labels("invalid").inc()
+            log.error("skipped %s: %s", where(msg), exc)
+            return
+        APPORTIONMENT_READ.labels(engine.offer_apportionment(str(msg.partition()), doc)).inc()
 
     def _rules_update(self, engine: AlertEngine, msg: Message) -> None:
         if msg.error():
@@ -177,8 +215,11 @@ class AlertStage:
         log.info("accepted tier rules %s v%d from %s, effective from event time %d",
                  pending.rules.rule_set_id, pending.rules.version, update["published_by"], pending.effective_from)
 
-    def _commit(self, producer: Producer, engine: AlertEngine, offsets: Mapping[int, int], transitions: list) -> dict[str, Any]:
-        snapshot = {**engine.snapshot(), "group_id": self.group_id, "offsets": {str(p): o for p, o in sorted(offsets.items())}}
+    def _commit(self, producer: Producer, engine: AlertEngine, offsets: Mapping[tuple[str, int], int], transitions: list) -> dict[str, Any]:
+        def of(topic: str) -> dict[str, int]:
+            return {str(p): o for (t, p), o in sorted(offsets.items()) if t == topic}
+
+        snapshot = {**engine.snapshot(), "group_id": self.group_id, "offsets": of(self.source), "apportion_offsets": of(self.apportion_topic)}
         body = encode_json(snapshot)
         producer.begin_transaction()
         try:

@@ -119,13 +119,16 @@ def indices_cmd(config_file, state_dir, port_base, namespace, metrics_port) -> N
 @click.option("--rules", "rules_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Tier rules file (default: config/tier_rules.yaml); later versions arrive on the control topic.")
 @click.option("--metrics-port", type=int, default=None, help="Serve Prometheus metrics on 127.0.0.1:PORT.")
-def alert_stage_cmd(config_file, state_dir, port_base, namespace, rules_file, metrics_port) -> None:
-    """Run the alert stage until Ctrl-C: jw.indices -> tier state machine -> jw.alerts (exactly once,
-    state in jw.alerts.state); applies rules updates from jw.control.tier-rules without a restart."""
+@click.option("--apportionment/--no-apportionment", default=True, show_default=True,
+              help="Name air alerts' origin (lead) and affected (assist) regions from jw.apportionment; "
+                   "without it, the own region leads and downwind regions assist.")
+def alert_stage_cmd(config_file, state_dir, port_base, namespace, rules_file, metrics_port, apportionment) -> None:
+    """Run the alert stage until Ctrl-C: jw.indices (+ jw.apportionment) -> tier state machine -> jw.alerts
+    (exactly once, state in jw.alerts.state); applies rules updates from jw.control.tier-rules without a restart."""
     from alerts.stage import AlertStage
 
     settings = make_settings(config_file, state_dir, port_base, namespace=namespace)
-    run_stage(settings, lambda s, net: AlertStage(s, net, rules_file=rules_file), metrics_port)
+    run_stage(settings, lambda s, net: AlertStage(s, net, rules_file=rules_file, apportionment=apportionment), metrics_port)
 
 
 @main.group()

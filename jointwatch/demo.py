@@ -169,10 +169,11 @@ def _show_device_health(settings: Settings, stop: threading.Event, say: Callable
 def _show_apportionment(settings: Settings, stop: threading.Event, say: Callable[..., None]) -> None:
     """One line per region window whose pollution came (in part) from another region; the
     windows with no external origin (most of them) are not printed."""
+    from schemas.models import is_progress
     from schemas.topics import APPORTIONMENT
 
     def show(a: dict) -> None:
-        if a["origin_region"] is None:
+        if is_progress(a) or a["origin_region"] is None:
             return
         shares = ", ".join(f"{k} {v:.0%}" for k, v in sorted(a["shares"].items(), key=lambda kv: -kv[1]))
         say(f"  [apportionment] {_utc(a['window_start'])}..{_utc(a['window_end'])} {a['region']} {a['pollutant']}: "

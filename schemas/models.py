@@ -208,7 +208,7 @@ class Alert(TypedDict):
     schema: Literal["jw.alert.v2"]
     alert_id: str
     episode_id: str
-    action: Literal["raise", "escalate", "deescalate", "clear"]
+    action: Literal["raise", "escalate", "deescalate", "clear", "reattribute"]
     scope: Literal["station", "region"]
     subject: str
     station_id: str | None
@@ -240,6 +240,22 @@ class TierRulesUpdate(TypedDict):
     published_by: str
 
 
+class ApportionmentProgress(TypedDict):
+    schema: Literal["jw.apportionment_progress.v1"]
+    emitted_through: int
+    stage: str
+
+
+def progress_marker(emitted_through: int, stage: str) -> ApportionmentProgress:
+    """The apportionment stage's marker: every window up to emitted_through is published."""
+    return {"schema": "jw.apportionment_progress.v1", "emitted_through": emitted_through, "stage": stage}
+
+
+def is_progress(doc: Any) -> bool:
+    """A progress marker on jw.apportionment, not a record: readers of records skip it."""
+    return isinstance(doc, dict) and doc.get("schema") == "jw.apportionment_progress.v1"
+
+
 SCHEMA_FILES: dict[str, str] = {
     "device_payload": "device_payload.v1.schema.json",
     "reading": "reading.v2.schema.json",
@@ -253,6 +269,7 @@ SCHEMA_FILES: dict[str, str] = {
     "station_clock_hour": "station_clock_hour.v1.schema.json",
     "alert": "alert.v2.schema.json",
     "tier_rules_update": "tier_rules_update.v1.schema.json",
+    "apportionment_progress": "apportionment_progress.v1.schema.json",
     # typed in schemas/calibration.py and schemas/apportionment.py (with their nested objects)
     "calibration_model": "calibration_model.v1.schema.json",
     "calibration_proposal": "calibration_proposal.v1.schema.json",
@@ -271,6 +288,7 @@ TYPED: dict[str, type] = {
     "station_clock_hour": StationClockHour,
     "alert": Alert,
     "tier_rules_update": TierRulesUpdate,
+    "apportionment_progress": ApportionmentProgress,
 }
 
 

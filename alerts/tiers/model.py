@@ -13,7 +13,7 @@ from typing import Any, Literal
 from schemas.models import Tier
 
 Scope = Literal["station", "region"]
-Action = Literal["raise", "escalate", "deescalate", "clear"]
+Action = Literal["raise", "escalate", "deescalate", "clear", "reattribute"]
 HEALTH_INDICATOR = "no-data"
 CLASS_INDICATOR = "class"
 
@@ -134,6 +134,7 @@ class KeyState:
     first_seen: int | None = None  # health: first event time seen
     last_valid_end: int | None = None  # health: end of the last window with valid data
     recent: tuple[tuple[int, float], ...] = ()  # jumps: (window_end, value) of the trailing window
+    origin_region: str | None = None  # the open episode's lead region (as its last transition named it)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -148,6 +149,7 @@ class KeyState:
             "first_seen": self.first_seen,
             "last_valid_end": self.last_valid_end,
             "recent": [[t, v] for t, v in self.recent],
+            "origin_region": self.origin_region,
         }
 
     @classmethod
@@ -166,6 +168,7 @@ class KeyState:
             first_seen=d.get("first_seen"),
             last_valid_end=d.get("last_valid_end"),
             recent=tuple((int(t), float(v)) for t, v in d.get("recent", [])),
+            origin_region=d.get("origin_region"),
         )
 
 

@@ -27,6 +27,8 @@ import hashlib
 import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
+from datetime import datetime, timezone
+from typing import Any, NamedTuple
 
 from alerts.tiers.evaluation import Evaluation, Spec, resolve
 from alerts.tiers.model import HEALTH_INDICATOR, Action, Key, KeyState, MachineState, Observation, Run, Transition
@@ -34,8 +36,15 @@ from alerts.tiers.rules import TIER_RANK, RuleSet
 from schemas.models import Tier
 from schemas.network import Network
 
-# (origin_region, affected_regions) of an observation; apportionment will supply a real one.
-Apportion = Callable[[Observation], tuple[str, tuple[str, ...]]]
+# (origin_region, affected_regions[, basis]) of an observation: alerts.attribution names the
+# origin from the apportionment stream; `basis` (why, or None) goes into the alert's inputs.
+Apportion = Callable[[Observation], tuple[Any, ...]]
+
+
+class Assignment(NamedTuple):
+    origin_region: str
+    affected_regions: tuple[str, ...]
+    basis: Mapping[str, Any] | None = None
 
 
 def own_region(obs: Observation) -> tuple[str, tuple[str, ...]]:
@@ -59,8 +68,14 @@ def step(state: KeyState | None, obs: Observation, rules: RuleSet, *, apportion:
         return ks, []
     spec = resolve(rules, obs)
     if spec is None:
-        return _no_rule(ks, obs, rules, apportion)
-    return _advance(ks, obs, spec, spec.evaluate(obs, ks), rules, apportion)
+        new, ts = _no_rule(ks, obs, rules, apportion)
+    else:
+        new, ts = _advance(ks, obs, spec, spec.evaluate(obs, ks), rules, apportion)
+        if not ts and new.tier != "green":
+            ts = _reattribution(new, obs, spec.rule_id, rules, apportion)
+    if ts:
+        new = replace(new, origin_region=None if new.tier == "green" else ts[-1].origin_region)
+    return new, ts
 
 
 def step_region(
@@ -211,12 +226,39 @@ def _no_rule(ks: KeyState, obs: Observation, rules: RuleSet, apportion: Apportio
     return replace(base, tier="green", tier_since=obs.window_end, episode_id=None), [t]
 
 
+def _attribution(ks: KeyState, obs: Observation, apportion: Apportion) -> Assignment:
+    """Who leads and who assists. An open episode once led by another region stays led by it
+    when a later window finds no external origin (a plume's tail is still the plume); a
+    different external origin takes over."""
+    a = Assignment(*apportion(obs))
+    held = ks.origin_region
+    if ks.tier != "green" and held not in (None, obs.region) and a.origin_region == obs.region:
+        return Assignment(held, tuple(sorted((set(a.affected_regions) | {obs.region}) - {held})), {**(a.basis or {}), "held": "episode origin"})
+    return a
+
+
+def _reattribution(ks: KeyState, obs: Observation, rule_id: str, rules: RuleSet, apportion: Apportion) -> list[Transition]:
+    """A 'reattribute' transition when the open episode's origin region changes (same tier)."""
+    a = _attribution(ks, obs, apportion)
+    before = ks.origin_region or obs.region
+    if a.origin_region == before:
+        return []
+    basis = a.basis or {}
+    share = basis.get("origin_share")
+    why = (f"{share:.0%} of {obs.region}'s {basis['pollutant']} in the apportionment window ending "
+           f"{datetime.fromtimestamp(basis['window_end'] / 1000, timezone.utc):%Y-%m-%d %H:%MZ} came from it"
+           if share is not None and basis.get("pollutant") else "apportionment")
+    reason = f"origin {a.origin_region} (was {before}): {why}"
+    return [_transition(ks, obs, rule_id, rules, apportion, "reattribute", ks.tier, obs.value, None, reason, obs.window_start, a)]
+
+
 def _transition(
     ks: KeyState, obs: Observation, rule_id: str, rules: RuleSet, apportion: Apportion,
     action: Action, tier: Tier, value: float | None, threshold: float | None, reason: str, since: int,
+    assignment: Assignment | None = None,
 ) -> Transition:
     aid = alert_id(ks.key, tier, obs.window_end, rules.rule_set_id, rules.version)
-    origin, affected = apportion(obs)
+    origin, affected, basis = assignment or _attribution(ks, obs, apportion)
     return Transition(
         alert_id=aid,
         episode_id=aid if action == "raise" else (ks.episode_id or aid),
@@ -225,7 +267,7 @@ def _transition(
         tier=tier, previous_tier=ks.tier,
         value=value, threshold=threshold, reason=reason,
         window_start=obs.window_start, window_end=obs.window_end, condition_since=since,
-        completeness=obs.completeness, standard=obs.standard, inputs=obs.inputs,
+        completeness=obs.completeness, standard=obs.standard, inputs=obs.inputs if basis is None else {**obs.inputs, "attribution": basis},
         rule_id=rule_id, rule_set_id=rules.rule_set_id, rule_version=rules.version,
         origin_region=origin, affected_regions=tuple(affected),
     )
