@@ -1,7 +1,8 @@
 """One simulated episode through the whole pipeline, on the real stack:
 devices -> Mosquitto -> bridge -> Kafka -> Flink job -> index stage -> alert
-stage (tier state machine) -> router -> the lead region's and the downwind
-region's signed webhooks and MQTT topics, and -> sink -> InfluxDB (Flux).
+stage (tier state machine, origin from the apportionment stage) -> router -> the
+lead region's and the downwind region's signed webhooks and MQTT topics, and ->
+sink -> InfluxDB (Flux).
 
 Run twice: on the embedded MiniCluster and on a standalone Flink cluster
 (JobManager + TaskManager from the PyFlink distribution's scripts, `flink run`).
@@ -20,7 +21,7 @@ from influxdb_client import InfluxDBClient
 from alerts.channels import responder_keys
 from alerts.engine import EngineConfig
 from alerts.responder import ConsoleSubscriber, ResponderServer
-from alerts.routing import load_routing
+from alerts.routing import load_routing, plan_deliveries
 from alerts.tiers.rules import load_rules
 from connectors.clock_skew import ClockSkew
 from connectors.mqtt_bridge import load_clock_config
@@ -177,6 +178,22 @@ def test_episode_alerts_reach_lead_and_assist_regions_and_influxdb(stack, engine
                 for m in console.messages.items():
                     assert m["delivery"]["region"] == region and region in (m["origin_region"], *m["affected_regions"]), f"{region} console saw {m}"
             assert not any(m["alert_id"] == red["alert_id"] for m in consoles["south"].messages.items())
+
+            # The plume reaching central: its alert is led by north (lead) with central assisting, once the
+            # apportionment stage attributes central's pollution to north (raised earlier, then reattributed).
+            def central_led_by_north(items) -> list[dict]:
+                return [i.alert for i in items if i.alert["kind"] == "air" and i.alert["region"] == "central" and i.alert["origin_region"] == "north"]
+
+            received = server.received.wait_for(lambda items: bool(central_led_by_north(items)), timeout=60)
+            led = min(central_led_by_north(received), key=lambda a: (a["window_end"], a["subject"]))
+            assert "central" in led["affected_regions"] and led["inputs"]["attribution"]["method"] == "apportionment", led
+            assert led["inputs"]["attribution"]["record_id"].startswith("transport:central:"), led["inputs"]["attribution"]
+            lead_assist = {(d.responder_id, d.role) for d in plan_deliveries(led, routing) if d.responder_id}
+            assert {r for r, _ in lead_assist} >= {"north-duty", "central-duty"}, lead_assist
+            received = server.received.wait_for(
+                lambda items: {(i.responder_id, i.alert["delivery"]["role"]) for i in items if i.alert["alert_id"] == led["alert_id"]} >= lead_assist, timeout=30
+            )
+            assert {(i.responder_id, i.alert["delivery"]["role"]) for i in received if i.alert["alert_id"] == led["alert_id"]} == lead_assist
 
             # The alert's value is the AQI the index stage published for that window.
             (index,) = [d for _, d in read_until(s.kafka_bootstrap, [namespaced(INDICES, s.namespace)],
