@@ -27,7 +27,7 @@ from connectors.kafka_io import DecodeError, consumer_config, decode_json, ensur
 from jointwatch.settings import Settings
 from jointwatch.stack.secrets import Secrets
 from schemas.apportionment import Apportionment
-from schemas.models import Aggregate, Alert, Index, StationHour, validation_errors
+from schemas.models import Aggregate, Alert, Index, StationHour, is_progress, validation_errors
 from schemas.topics import ALERTS, APPORTIONMENT, INDICES, READINGS_ALIGNED, READINGS_HOURLY, READINGS_REVISIONS, STATION_HOURS, Topic, namespaced
 
 log = logging.getLogger(__name__)
@@ -125,9 +125,11 @@ def station_hour_point(hour: StationHour) -> Point:
 
 
 def apportionment_point(rec: Apportionment) -> Point:
-    """Measurement 'apportionment' at window_end, one series per region, receptor, pollutant and origin
-    ('none' when no origin was named): per key of `shares` (origin regions and 'local') its share and,
-    where estimated, its bootstrap sd and 5-95 % interval; amounts, fit and model version. The
+    """Measurement 'apportionment' at window_end, one series per kind, region, receptor, pollutant and
+    origin ('none' when no origin was named): per key of `shares` (origin regions and 'local'; a reach's
+    responsible regions; a source factor's key) its share and, where estimated, its bootstrap sd and
+    5-95 % interval; amounts with their basis and unit, fit and model version; for a source factor the
+    model's refit window end, factor count and Q/Qexp (its profiles stay in the Kafka record). The
     record_id field makes a replayed record overwrite itself."""
     point = (
         Point("apportionment")
@@ -138,10 +140,16 @@ def apportionment_point(rec: Apportionment) -> Point:
         .tag("kind", rec["kind"])
         .field("record_id", rec["record_id"])
         .field("affected_regions", ",".join(rec["affected_regions"]))
+        .field("basis", rec["basis"])
+        .field("unit", rec["unit"])
         .field("n_steps", int(rec["fit"]["n_steps"]))
         .field("model_version", rec["provenance"]["model_version"])
         .time(rec["window_end"], WritePrecision.MS)
     )
+    model = rec["provenance"].get("factor_model")
+    if model is not None:
+        point.field("refit_window_end", int(model["refit_window_end"])).field("n_factors", int(model["n_factors"]))
+        point.field("q_ratio", float(model["q_ratio"]))
     for key, share in rec["shares"].items():
         point.field(f"share_{key}", float(share))
         if key in rec["uncertainty"]:
@@ -189,8 +197,14 @@ class Versions:
         return False
 
 
-def to_point(topic: Topic, doc: Any) -> Point:
-    """Validate a decoded message of `topic` and convert it; ValueError says why it is invalid."""
+# Topic -> which of its messages are progress markers for its readers, not data (nothing to store).
+MARKERS: dict[Topic, Callable[[Any], bool]] = {APPORTIONMENT: is_progress}
+
+
+def to_point(topic: Topic, doc: Any) -> Point | None:
+    """Validate a decoded message of `topic` and convert it (None for a marker); ValueError says why it is invalid."""
+    if topic in MARKERS and MARKERS[topic](doc):
+        return None
     schema, convert = CONVERSIONS[topic]
     errors = validation_errors(schema, doc)
     if errors:
@@ -261,6 +275,8 @@ class InfluxSink:
             try:
                 doc = decode_json(msg.value())
                 point = to_point(topic, doc)
+                if point is None:
+                    continue
                 if CONVERSIONS[topic][0] == "aggregate" and self._versions.supersedes(doc):
                     SUPERSEDED.inc()
                     continue

@@ -1,5 +1,6 @@
 """`jointwatch apportion …` and `jointwatch apportion-stage`: run the apportionment stage, and print a
-region's latest apportionment (where its pollution came from) as a table."""
+region's latest apportionment of one kind as a table: where its air came from (transport), what its
+river reaches added (water_reach), or its latest hour split over source-type factors (source_factor)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from schemas.apportionment import Apportionment
 from schemas.topics import APPORTIONMENT, namespaced
 
 TAIL_FIRST = 200  # records read back from each partition's end before reading further back
+KINDS = ("transport", "water_reach", "source_factor")
 
 
 def _iso(ms: int) -> str:
@@ -46,16 +48,24 @@ def _read_range(consumer: Consumer, topic: str, partition: int, begin: int, end:
     return out
 
 
-def latest_apportionment(settings: Settings, region: str, pollutant: str) -> Apportionment | None:
-    """The region's region-scope record with the latest window for the pollutant.
+def _wanted(rec: Any, region: str, kind: str, pollutant: str | None) -> bool:
+    """A record of the region and kind (for transport the region-scope one), and of the pollutant if given."""
+    return (isinstance(rec, dict) and rec.get("kind") == kind and rec.get("region") == region
+            and (kind != "transport" or rec.get("scope") == "region") and (pollutant is None or rec.get("pollutant") == pollutant))
 
-    The topic is a log keyed by region (the stage emits windows in order), so the newest
-    records are at each partition's end: read back from there in growing chunks, and stop
-    at the first chunk holding the region's pollutant. No consumer group offsets are used.
+
+def latest_window(settings: Settings, region: str, kind: str = "transport", pollutant: str | None = None) -> list[Apportionment]:
+    """The region's records of `kind` (of one pollutant, if given) with the latest window_end, each once.
+
+    The topic is a log keyed by region and the stage emits windows in order, so a region's newest
+    records are at its partition's end: read back from there in growing chunks until a chunk holds an
+    older window of the kind (every record of the latest one lies after it) or the partition's start.
+    A restarted stage may have published a window twice (same record ids). No consumer group offsets are used.
     """
     topic = namespaced(APPORTIONMENT, settings.namespace)
     consumer = Consumer(consumer_config(settings.kafka_bootstrap, f"jw-apportion-show-{uuid.uuid4().hex[:8]}"))
-    best: Apportionment | None = None
+    best: dict[str, Apportionment] = {}
+    best_window = -1
     try:
         meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
         if meta is None or meta.error is not None:
@@ -63,18 +73,22 @@ def latest_apportionment(settings: Settings, region: str, pollutant: str) -> App
         for partition in sorted(meta.partitions):
             low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
             end, chunk = high, TAIL_FIRST
+            window: int | None = None
+            found: dict[str, Apportionment] = {}
             while end > low:
                 begin = max(low, end - chunk)
-                found = [r for r in _read_range(consumer, topic, partition, begin, end)
-                         if isinstance(r, dict) and r.get("region") == region and r.get("scope") == "region" and r.get("pollutant") == pollutant]
-                if found:
-                    top = max(found, key=lambda r: r["window_end"])
-                    best = top if best is None or top["window_end"] > best["window_end"] else best
-                    break
+                recs = [r for r in _read_range(consumer, topic, partition, begin, end) if _wanted(r, region, kind, pollutant)]
+                if recs:
+                    window = max(r["window_end"] for r in recs) if window is None else window
+                    found.update({r["record_id"]: r for r in recs if r["window_end"] == window})
+                    if any(r["window_end"] < window for r in recs):
+                        break
                 end, chunk = begin, chunk * 4
+            if window is not None and window > best_window:
+                best, best_window = found, window
     finally:
         consumer.close()
-    return best
+    return sorted(best.values(), key=lambda r: (r["receptor"], r["pollutant"]))
 
 
 def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
@@ -83,7 +97,7 @@ def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
 
 
 def render(rec: Apportionment) -> str:
-    """The record as the table `apportion show` prints."""
+    """A transport record as the table `apportion show` prints."""
     hours = (rec["window_end"] - rec["window_start"]) / 3_600_000
     fit = rec["fit"]
     keys = sorted(rec["shares"], key=lambda k: (k == "local", -rec["shares"][k], k))  # origins by share, local last
@@ -135,19 +149,83 @@ def apportion() -> None:
     """Source apportionment: where each region's pollution came from (jw.apportionment)."""
 
 
+def render_reaches(records: list[Apportionment]) -> str:
+    """A region's reach records of one window: per reach and parameter what it added and who answers for it."""
+    first = records[0]
+    hours = (first["window_end"] - first["window_start"]) / 3_600_000
+    rows = []
+    for r in records:
+        added = f"{sum(r['amounts'].values()):.3f}" if r["amounts"] else "no data"
+        responsible = ", ".join(f"{k} {v:.0%}" for k, v in r["shares"].items())
+        rows.append((r["receptor"], r["pollutant"], added, r["unit"], r["basis"], responsible, f"{r['provenance']['stations'][0]['lag_h']:g}",
+                     str(r["fit"]["n_steps"]), ", ".join(r["affected_regions"]) or "-"))
+    return "\n".join([
+        f"{first['region']} river reaches (from its sections downstream): "
+        f"window {_iso(first['window_start'])} .. {_iso(first['window_end'])} ({hours:g} h)",
+        "",
+        _table(("reach", "parameter", "added", "unit", "basis", "responsible", "travel h", "steps", "affected"), rows),
+        "",
+        "added: downstream minus upstream one travel time earlier, window mean; basis load = concentration x flow (kg/d),",
+        "concentration = increment without flow data (dilution by tributaries ignored). A border reach is the upstream region's.",
+        f"model {first['provenance']['model_version']}",
+    ])
+
+
+def render_factors(records: list[Apportionment]) -> str:
+    """A region's source_factor records of one hour: per factor its contribution to each species, the
+    model's profiles and fit, and the stations."""
+    first = records[0]
+    model = first["provenance"]["factor_model"]
+    by = {r["pollutant"]: r for r in records}
+    species = [s for s in model["species"] if s in by]
+    factors = list(model["profiles"])
+    contribution = [(k, *(f"{by[s]['amounts'][k]:.3g} ({by[s]['shares'][k]:.0%})" for s in species)) for k in factors]
+    contribution.append(("rmse", *(f"{by[s]['fit']['rmse']:.3g}" for s in species)))
+    profiles = [(k, *(f"{model['profiles'][k][s]:.2f}" for s in model["species"])) for k in factors]
+    return "\n".join([
+        f"{first['region']} source factors: hour {_iso(first['window_start'])} .. {_iso(first['window_end'])}",
+        "",
+        "contributions (mean over the stations that measured each species; share of the modelled total):",
+        _table(("factor", *(f"{s} {by[s]['unit']}" for s in species)), contribution),
+        "",
+        f"profiles: part of each species over the refit window {_iso(model['refit_window_start'])} .. {_iso(model['refit_window_end'])}:",
+        _table(("factor", *model["species"]), profiles),
+        "",
+        f"fit: {model['n_factors']} factors on {model['n_rows']} station hours, Q/Qexp {model['q_ratio']:.2f}, "
+        f"{model['frac_scaled_over_3']:.1%} of scaled residuals beyond 3, {'converged' if model['converged'] else 'NOT converged'}; "
+        f"refit every {model['refit_every_h']} h",
+        "stations: " + ", ".join(u["station_id"] for u in first["provenance"]["stations"]),
+        f"model {first['provenance']['model_version']}, seed {first['provenance']['seed']}",
+    ])
+
+
 @apportion.command("show")
 @click.argument("region")
-@click.option("--pollutant", default="pm25", show_default=True, help="Pollutant whose apportionment to show (pm25, pm10, so2, no2, co).")
+@click.option("--kind", type=click.Choice(KINDS), default="transport", show_default=True,
+              help="transport: where REGION's air came from (shares per origin region and local, per pollutant); "
+                   "water_reach: what each river reach starting in REGION added, per water parameter; "
+                   "source_factor: REGION's latest hour split over its source-type (PMF) factors, per species.")
+@click.option("--pollutant", default=None,
+              help="transport: the pollutant to show (pm25 if not given; pm10, so2, no2, co). "
+                   "water_reach / source_factor: only this parameter or species (all if not given).")
 @stack_options
 @namespace_option
-def show(region: str, pollutant: str, config_file, state_dir, port_base, namespace) -> None:
-    """Print REGION's latest apportionment as a table: shares per origin region and local with their
-    uncertainty, fit, origin and affected regions, stations / lags / wind sectors used, model and window."""
+def show(region: str, kind: str, pollutant: str | None, config_file, state_dir, port_base, namespace) -> None:
+    """Print REGION's latest apportionment of one kind as a table, with the stations, lags, wind sectors,
+    model version and window (or refit window) behind it."""
     s = make_settings(config_file, state_dir, port_base, namespace=namespace)
-    rec = latest_apportionment(s, region, pollutant)
-    if rec is None:
-        raise click.ClickException(f"no {pollutant} apportionment for region {region!r} on {namespaced(APPORTIONMENT, s.namespace)} yet")
-    click.echo(render(rec))
+    if kind == "transport":
+        pollutant = pollutant or "pm25"
+    records = latest_window(s, region, kind, pollutant)
+    if not records:
+        what = f"{pollutant} {kind}" if pollutant else kind
+        raise click.ClickException(f"no {what} apportionment for region {region!r} on {namespaced(APPORTIONMENT, s.namespace)} yet")
+    if kind == "transport":
+        click.echo(render(records[0]))
+    elif kind == "water_reach":
+        click.echo(render_reaches(records))
+    else:
+        click.echo(render_factors(records))
 
 
 @click.command("apportion-stage")

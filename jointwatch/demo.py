@@ -173,7 +173,7 @@ def _show_apportionment(settings: Settings, stop: threading.Event, say: Callable
     from schemas.topics import APPORTIONMENT
 
     def show(a: dict) -> None:
-        if is_progress(a) or a["origin_region"] is None:
+        if is_progress(a) or a["kind"] != "transport" or a["origin_region"] is None:  # reaches name their responsible region too
             return
         shares = ", ".join(f"{k} {v:.0%}" for k, v in sorted(a["shares"].items(), key=lambda kv: -kv[1]))
         say(f"  [apportionment] {_utc(a['window_start'])}..{_utc(a['window_end'])} {a['region']} {a['pollutant']}: "

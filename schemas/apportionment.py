@@ -5,7 +5,7 @@ TypedDicts against it field by field, nested objects included.
 (No `from __future__ import annotations`: it hides Required[] from TypedDict in 3.11.)
 """
 
-from typing import Literal, TypedDict
+from typing import Literal, NotRequired, TypedDict
 
 
 class ShareUncertainty(TypedDict):
@@ -29,18 +29,36 @@ class StationUsed(TypedDict):
     wind_sector: str | None
 
 
+class FactorModelInfo(TypedDict):
+    refit_window_start: int
+    refit_window_end: int
+    refit_every_h: int
+    n_factors: int
+    species: list[str]
+    n_rows: int
+    q: float
+    q_robust: float
+    q_exp: float
+    q_ratio: float
+    frac_scaled_over_3: float
+    converged: bool
+    error_fraction: float
+    profiles: dict[str, dict[str, float]]
+
+
 class Provenance(TypedDict):
     model_version: str
     stations: list[StationUsed]
     wind_from_deg: float | None
     wind_speed_ms: float | None
     seed: int
+    factor_model: NotRequired[FactorModelInfo]  # source_factor records only
 
 
 class Apportionment(TypedDict):
     schema: Literal["jw.apportionment.v1"]
     record_id: str
-    kind: Literal["transport", "water_reach"]
+    kind: Literal["transport", "water_reach", "source_factor"]
     scope: Literal["station", "region", "reach"]
     receptor: str
     region: str

@@ -1,9 +1,11 @@
-"""The apportionment stage on real Kafka: the simulator's cross-region episode (a plume from
-`north` carried into `central`, apportion.synthetic.demo_episode) as station-hour records on
-jw.readings.station1h; the stage publishes region windows on jw.apportionment that match the
+"""The apportionment stage on real Kafka: the simulator's scenario (a plume from `north` carried
+into `central`, apportion.synthetic.demo_episode, and a spill in the river) as station-hour records
+of every station and parameter on jw.readings.station1h; the stage publishes region transport
+windows, river reach windows and region source-factor hours on jw.apportionment that match the
 schema, name north as the origin of central's episode windows and no origin once it is clean,
-skip bad records, are found by `apportion show`'s tail read, and give the same bytes when restarted mid-stream as in one pass (and as the
-pure Apportioner on the same input)."""
+skip bad records, are found by `apportion show`'s tail read (each kind), and give the same bytes
+when restarted mid-stream as in one pass (and as the pure Apportioner on the same input), the
+factor model in use refitted from the hours the restart re-read."""
 
 from __future__ import annotations
 
@@ -18,19 +20,21 @@ from prometheus_client import REGISTRY
 
 from apportion.stage import HOUR_MS, ApportionStage, Apportioner, StageConfig
 from connectors.kafka_io import encode_json, producer_config
-from jointwatch.cli_apportion import latest_apportionment
+from jointwatch.cli_apportion import latest_window
 from jointwatch.settings import Settings
-from schemas.models import validation_errors
+from schemas.models import is_progress, validation_errors
 from schemas.topics import APPORTIONMENT, STATION_HOURS, namespaced
 from simulator.scenario import DEFAULT_START_MS
 from tests.integration import background
 from tests.samples import NETWORK
-from tests.unit.test_apportion_stage import HOURS, Feed, demo_feed, run
+from tests.unit.test_apportion_stage import HOURS, Feed, demo_feed, full_feed, run
 
 pytestmark = pytest.mark.integration
 
 GROUP = "jw-apportion-stage-test"
-CONFIG = StageConfig()  # the stage's defaults; the feed has PM2.5 only, so the other pollutants have no windows
+# Transport of PM2.5 only (the truth is the plume's PM2.5); factors refitted every 4 h on 8 h, so the 16 h
+# hold refits: at 4 h 40 complete station hours per region (too few), from 8 h on 80.
+CONFIG = StageConfig(pollutants=("pm25",), factors=2, factor_window_h=8, refit_h=4, factor_min_rows=60, factor_restarts=1)
 
 
 def produce(settings: Settings, feed: Feed, upto_ms: int | None = None, since_ms: int | None = None, junk: bool = False) -> None:
@@ -49,7 +53,7 @@ def produce(settings: Settings, feed: Feed, upto_ms: int | None = None, since_ms
 
 
 def read_raw(settings: Settings, n: int, timeout_s: float = 30.0) -> list[bytes]:
-    """At least n record values of the namespace's apportionment topic, then 2 s more for extras."""
+    """At least n record values of the namespace's apportionment topic (progress markers skipped), then 2 s more for extras."""
     consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"test-read-{uuid.uuid4().hex}",
                          "auto.offset.reset": "earliest", "enable.auto.commit": False})
     consumer.subscribe([namespaced(APPORTIONMENT, settings.namespace)])
@@ -58,7 +62,7 @@ def read_raw(settings: Settings, n: int, timeout_s: float = 30.0) -> list[bytes]
     settle: float | None = None
     try:
         while time.monotonic() < deadline and (settle is None or time.monotonic() < settle):
-            out += [m.value() for m in consumer.consume(500, timeout=0.5) if not m.error()]
+            out += [m.value() for m in consumer.consume(500, timeout=0.5) if not m.error() and not is_progress(json.loads(m.value()))]
             if settle is None and len(out) >= n:
                 settle = time.monotonic() + 2.0
     finally:
@@ -73,12 +77,13 @@ def invalid(reason: str) -> float:
 @pytest.fixture(scope="module")
 def reference() -> list[bytes]:
     """The pure stage's one pass over the same feed: what Kafka must carry, byte for byte."""
-    _, _, feed = demo_feed()
+    feed = full_feed(HOURS)
     return run(Apportioner(NETWORK, CONFIG), feed, [p for p in feed for _ in feed[p]])
 
 
 def test_stage_names_the_origin_and_restarts_to_the_same_records(stack: Any, reference: list[bytes]) -> None:
-    series, plume, feed = demo_feed()
+    series, plume, _ = demo_feed()  # the truth; the feed carries the same scenario's hours of every parameter
+    feed = full_feed(HOURS)
     one, two = stack.isolated(), stack.isolated()
     json_before, station_before = invalid("json"), invalid("station")
 
@@ -91,17 +96,22 @@ def test_stage_names_the_origin_and_restarts_to_the_same_records(stack: Any, ref
 
     records = [json.loads(v) for v in single]
     assert all(validation_errors("apportionment", r) == [] for r in records)
+    assert {r["kind"] for r in records} == {"transport", "water_reach", "source_factor"}
     central = [j for j, s in enumerate(series.stations) if s.region == "central"]
-    by = {(r["region"], (r["window_end"] - DEFAULT_START_MS) // HOUR_MS): r for r in records if r["pollutant"] == "pm25"}
+    by = {(r["region"], (r["window_end"] - DEFAULT_START_MS) // HOUR_MS): r for r in records if r["kind"] == "transport"}
     episode = [h for h in range(3, HOURS + 1) if plume[central, max(0, h - 6):h].sum() / series.conc[central, max(0, h - 6):h].sum() >= 0.2]
     assert len(episode) >= 6
     assert all(by[("central", h)]["origin_region"] == "north" and by[("central", h)]["affected_regions"] == ["central"] for h in episode)
     assert all(by[("central", h)]["origin_region"] is None for h in range(13, HOURS + 1))  # clean: the plume has left
-    assert all(r["origin_region"] is None for r in records if r["region"] != "central")
-    # `jointwatch apportion show central` reads the newest window from the topic's tail
-    latest = latest_apportionment(one, "central", "pm25")
-    assert latest == by[("central", HOURS)]
-    assert latest_apportionment(one, "central", "o3") is None
+    assert all(r["origin_region"] is None for r in by.values() if r["region"] != "central")
+    # `jointwatch apportion show central [--kind ...]` reads the newest window of a kind from the topic's tail
+    last = DEFAULT_START_MS + HOURS * HOUR_MS
+    assert latest_window(one, "central", "transport", "pm25") == [by[("central", HOURS)]]
+    assert latest_window(one, "central", "transport", "o3") == []
+    for region, kind in (("central", "water_reach"), ("north", "source_factor")):
+        expected = sorted((r for r in records if r["kind"] == kind and r["region"] == region and r["window_end"] == last),
+                          key=lambda r: (r["receptor"], r["pollutant"]))
+        assert expected and latest_window(one, region, kind) == expected
 
     # The same input, with the stage stopped after the first half and restarted (same group) for the rest.
     half = DEFAULT_START_MS + (HOURS // 2) * HOUR_MS + 30 * 60_000
@@ -114,3 +124,6 @@ def test_stage_names_the_origin_and_restarts_to_the_same_records(stack: Any, ref
     with background.running(ApportionStage(two, NETWORK, group_id=GROUP, config=CONFIG).run, "apportion-after-restart"):
         restarted = read_raw(two, len(reference))
     assert sorted(restarted) == sorted(reference) and len(set(restarted)) == len(restarted)  # nothing twice, nothing lost
+    # after the restart, the factor model fitted before it (at 8 h) was refitted from the hours re-read
+    assert any(r["kind"] == "source_factor" and r["window_end"] > half and r["provenance"]["factor_model"]["refit_window_end"] < half
+               for r in map(json.loads, restarted))

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from schemas.apportionment import Apportionment, Fit, Provenance, ShareUncertainty, StationUsed
+from schemas.apportionment import Apportionment, FactorModelInfo, Fit, Provenance, ShareUncertainty, StationUsed
 from schemas.models import schema, validation_errors
 
 
@@ -24,6 +24,7 @@ CASES = [
     (Fit, ("properties", "fit")),
     (Provenance, ("properties", "provenance")),
     (StationUsed, ("properties", "provenance", "properties", "stations", "items")),
+    (FactorModelInfo, ("properties", "provenance", "properties", "factor_model")),
 ]
 
 

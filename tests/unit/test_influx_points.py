@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from connectors.influx_sink import Versions, aggregate_point, alert_point, to_point
-from schemas.models import Aggregate, validation_errors
+from schemas.models import Aggregate, progress_marker, validation_errors
 from schemas.topics import ALERTS, APPORTIONMENT, READINGS_ALIGNED, READINGS_HOURLY, STATION_HOURS
 from tests.samples import sample_alert
 
@@ -126,10 +126,10 @@ def sample_apportionment(**over: Any) -> Any:
 def test_apportionment_point() -> None:
     assert to_point(APPORTIONMENT, sample_apportionment()).to_line_protocol() == (
         "apportionment,kind=transport,origin=north,pollutant=pm25,receptor=central,region=central "
-        'affected_regions="central",amount_local=18.6,amount_north=11.4,model_version="transport-nnls/1",n_steps=30i,'
+        'affected_regions="central",amount_local=18.6,amount_north=11.4,basis="share",model_version="transport-nnls/1",n_steps=30i,'
         f'r2=0.91,record_id="transport:central:pm25:{WINDOW_END - 6 * 3_600_000}",rmse=1.5,'
         "share_local=0.62,share_local_hi=0.69,share_local_lo=0.55,share_local_sd=0.04,"
-        "share_north=0.38,share_north_hi=0.45,share_north_lo=0.31,share_north_sd=0.04 "
+        'share_north=0.38,share_north_hi=0.45,share_north_lo=0.31,share_north_sd=0.04,unit="1" '
         f"{WINDOW_END}"
     )
 
@@ -137,6 +137,49 @@ def test_apportionment_point() -> None:
 def test_apportionment_without_origin_or_fit() -> None:
     line = to_point(APPORTIONMENT, sample_apportionment(shares={"local": 1}, uncertainty={}, amounts={}, origin_region=None,
                                                         affected_regions=[], fit={"r2": None, "rmse": None, "n_steps": 0})).to_line_protocol()
-    assert ",origin=none," in line and "share_local=1 " in line and "r2" not in line and "_sd" not in line
+    assert ",origin=none," in line and "share_local=1," in line and "r2" not in line and "_sd" not in line
     with pytest.raises(ValueError, match="not a valid apportionment"):
         to_point(APPORTIONMENT, sample_apportionment(kind="plume"))
+
+
+def test_water_reach_point_carries_its_basis_and_unit() -> None:
+    """A reach's load added, per responsible region: kg/d (basis load) must not be read as mg/L."""
+    rec = sample_apportionment(
+        record_id="water_reach:c-w02>s-w01:nh3n:0", kind="water_reach", scope="reach", receptor="c-w02>s-w01", pollutant="nh3n",
+        basis="load", unit="kg/d", shares={"central": 1.0}, uncertainty={}, amounts={"central": 86.4},
+        fit={"r2": None, "rmse": None, "n_steps": 6}, origin_region="central", affected_regions=["south"],
+        provenance={"model_version": "water-reach/1", "stations": [], "wind_from_deg": None, "wind_speed_ms": None, "seed": 0})
+    assert to_point(APPORTIONMENT, rec).to_line_protocol() == (
+        "apportionment,kind=water_reach,origin=central,pollutant=nh3n,receptor=c-w02>s-w01,region=central "
+        'affected_regions="south",amount_central=86.4,basis="load",model_version="water-reach/1",n_steps=6i,'
+        'record_id="water_reach:c-w02>s-w01:nh3n:0",share_central=1,unit="kg/d" '
+        f"{WINDOW_END}"
+    )
+
+
+def test_source_factor_point_has_the_factors_and_the_models_fit() -> None:
+    model = {
+        "refit_window_start": WINDOW_END - 145 * 3_600_000, "refit_window_end": WINDOW_END - 3_600_000, "refit_every_h": 24, "n_factors": 2,
+        "species": ["pm25", "so2"], "n_rows": 1440, "q": 2900.5, "q_robust": 2800.0, "q_exp": 2872.0, "q_ratio": 1.009923,
+        "frac_scaled_over_3": 0.004, "converged": True, "error_fraction": 0.1,
+        "profiles": {"f_pm25": {"pm25": 0.8, "so2": 0.1}, "f_so2": {"pm25": 0.2, "so2": 0.9}},
+    }
+    rec = sample_apportionment(
+        record_id=f"source_factor:north:pm25:{WINDOW_END - 3_600_000}", kind="source_factor", receptor="north", region="north",
+        window_start=WINDOW_END - 3_600_000, unit="ug/m3", shares={"f_pm25": 0.75, "f_so2": 0.25}, uncertainty={},
+        amounts={"f_pm25": 30.0, "f_so2": 10.0}, fit={"r2": None, "rmse": 2.5, "n_steps": 10}, origin_region=None, affected_regions=[],
+        provenance={"model_version": "pmf-whals/1", "stations": [], "wind_from_deg": None, "wind_speed_ms": None, "seed": 495000,
+                    "factor_model": model})
+    assert to_point(APPORTIONMENT, rec).to_line_protocol() == (
+        "apportionment,kind=source_factor,origin=none,pollutant=pm25,receptor=north,region=north "
+        'affected_regions="",amount_f_pm25=30,amount_f_so2=10,basis="share",model_version="pmf-whals/1",n_factors=2i,n_steps=10i,'
+        f'q_ratio=1.009923,record_id="source_factor:north:pm25:{WINDOW_END - 3_600_000}",refit_window_end={WINDOW_END - 3_600_000}i,'
+        'rmse=2.5,share_f_pm25=0.75,share_f_so2=0.25,unit="ug/m3" '
+        f"{WINDOW_END}"
+    )
+
+
+def test_apportionment_progress_markers_are_not_data() -> None:
+    assert to_point(APPORTIONMENT, progress_marker(WINDOW_END, "jw-apportion-stage")) is None
+    with pytest.raises(ValueError, match="not a valid apportionment"):  # an unknown marker version is not skipped silently
+        to_point(APPORTIONMENT, {"schema": "jw.apportionment_progress.v2", "emitted_through": WINDOW_END, "stage": "x"})
