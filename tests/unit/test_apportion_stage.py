@@ -153,6 +153,7 @@ def test_a_window_waits_for_every_partition_to_pass_its_end_plus_slack() -> None
     app = Apportioner(NETWORK, StageConfig(pollutants=("pm25",)))
     app.assign({0: 0, 1: 0}, [0, 1])
     offsets = {0: 0, 1: 0}
+    assert app.advance() == [] and app.emitted_through is None  # no data: no progress to report
 
     def offer(station: str, end: int) -> list[Any]:
         p = partition_of(station)
@@ -165,6 +166,10 @@ def test_a_window_waits_for_every_partition_to_pass_its_end_plus_slack() -> None
     for k in range(1, 5):
         for s in ids:
             offer(s, DEFAULT_START_MS + k * HOUR_MS)
+            if k == 1 and s == p0:  # one partition heard from: no watermark yet
+                assert app.emitted_through is None
+            if k == 1 and s == p1:  # both: no window ends before the first data's hour, said at once (a progress marker)
+                assert app.emitted_through == DEFAULT_START_MS
     assert offer(p0, h + 30 * 60_000) == []  # partition 1 has not passed h + slack: nothing
     assert app.watermark() == h - 5 * 60_000
     assert offer(p1, h + 4 * 60_000) == []  # 4 min past h, slack is 5
