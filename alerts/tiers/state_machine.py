@@ -244,10 +244,14 @@ def _reattribution(ks: KeyState, obs: Observation, rule_id: str, rules: RuleSet,
     if a.origin_region == before:
         return []
     basis = a.basis or {}
-    share = basis.get("origin_share")
-    why = (f"{share:.0%} of {obs.region}'s {basis['pollutant']} in the apportionment window ending "
-           f"{datetime.fromtimestamp(basis['window_end'] / 1000, timezone.utc):%Y-%m-%d %H:%MZ} came from it"
-           if share is not None and basis.get("pollutant") else "apportionment")
+    share, pollutant = basis.get("origin_share"), basis.get("pollutant")
+    ending = f"{datetime.fromtimestamp(basis.get('window_end', 0) / 1000, timezone.utc):%Y-%m-%d %H:%MZ}"
+    if basis.get("method") == "water_reach":
+        why = f"it answers for the river reach into {obs.subject} ({pollutant}, apportionment window ending {ending})"
+    elif share is not None and pollutant:
+        why = f"{share:.0%} of {obs.region}'s {pollutant} in the apportionment window ending {ending} came from it"
+    else:
+        why = "apportionment"
     reason = f"origin {a.origin_region} (was {before}): {why}"
     return [_transition(ks, obs, rule_id, rules, apportion, "reattribute", ks.tier, obs.value, None, reason, obs.window_start, a)]
 

@@ -229,3 +229,28 @@ def test_an_open_episode_is_reattributed_once_apportionment_finds_the_origin_and
     assert region == [("raise", "central"), ("reattribute", "north"), ("clear", "north")]
     for a in alerts:
         assert validation_errors("alert", a) == [], a
+
+
+def reach_record(upstream: str, downstream: str, window_end: int, region: str, parameter: str = "nh3n") -> dict[str, Any]:
+    rec = {
+        "schema": "jw.apportionment.v1", "record_id": f"water_reach:{upstream}>{downstream}:{parameter}:{window_end - 6 * H}",
+        "kind": "water_reach", "scope": "reach", "receptor": f"{upstream}>{downstream}", "region": region, "pollutant": parameter,
+        "window_start": window_end - 6 * H, "window_end": window_end, "basis": "concentration", "unit": "mg/L",
+        "shares": {region: 1.0}, "uncertainty": {}, "amounts": {region: 0.2}, "fit": {"r2": None, "rmse": None, "n_steps": 6},
+        "origin_region": region, "affected_regions": [],
+        "provenance": {"model_version": "water-reach/1", "stations": [], "wind_from_deg": None, "wind_speed_ms": None, "seed": 0},
+    }
+    assert validation_errors("apportionment", rec) == []
+    return rec
+
+
+def test_a_border_sections_water_alert_is_led_by_the_region_answering_for_the_reach_into_it() -> None:
+    table = table_with(reach_record("n-w02", "c-w01", T0, "north"), reach_record("c-w01", "c-w02", T0, "central"),
+                       reach_record("n-w02", "c-w01", T0, "north", "tp"), through=T0)
+    assist = ApportionedAssist(table, NetworkAssist(NET))
+    origin, affected, basis = assist(obs_of(water_rt_index("c-w01", 30, 1.5)))
+    assert (origin, affected) == ("north", ("central", "south"))
+    assert basis == {"method": "water_reach", "window_end": T0, "pollutant": "nh3n", "origin_share": 1.0,
+                     "record_id": f"water_reach:n-w02>c-w01:nh3n:{T0 - 6 * H}"}
+    assert assist(obs_of(water_rt_index("c-w02", 30, 1.5)))[:2] == NetworkAssist(NET)(obs_of(water_rt_index("c-w02", 30, 1.5)))
+    assert assist(obs_of(water_rt_index("n-w01", 30, 1.5))) == (*NetworkAssist(NET)(obs_of(water_rt_index("n-w01", 30, 1.5))), None)
