@@ -7,9 +7,10 @@ to the exact minimiser of Q with everything else fixed:
     g_k = max(0, ((W * R_k) f_k) / (W f_k^2)),   R_k = X - G F + g_k f_k,  W = 1 / U^2
 
 Every element of g_k is decoupled given the rest, so each step is an exact
-non-negative solve and Q never increases. It converges in tens to hundreds of sweeps,
-where the multiplicative updates of ls-nmf need thousands, at the same cost per sweep
-(a few n x m array operations per factor).
+non-negative solve and Q never increases. Each sweep is extrapolated along its step
+(Ang & Gillis 2019; see _run), which cuts the sweeps needed 3-5x: tens, where the
+multiplicative updates of ls-nmf need thousands at about the same cost per sweep (a few
+n x m array operations per factor; the rank-1 residual updates go straight to BLAS).
 
 Robust mode (as EPA PMF): cells with |residual / U| > alpha (4) get their uncertainty
 inflated by sqrt(|residual / U| / alpha), re-evaluated every sweep, so an outlier
@@ -25,12 +26,16 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
+from scipy.linalg.blas import dger
 
 from apportion.nnls import nnls_batch
 
-MODEL_VERSION = "pmf-whals/1"
+MODEL_VERSION = "pmf-whals/2"
 Array = NDArray[np.float64]
 _EPS = 1e-12
+# Extrapolation weights (Ang & Gillis): the starting beta, its growth after a successful step,
+# the growth of its ceiling, and its cut after a failed one.
+_BETA_START, _BETA_GROW, _BETA_MAX_GROW, _BETA_SHRINK = 0.5, 1.5, 1.05, 2.0
 
 
 @dataclass(frozen=True)
@@ -58,34 +63,73 @@ def _robust_weights(E: Array, U: Array, alpha: float) -> tuple[Array, float]:
     return 1.0 / (U * U * h2), float((r * r / h2).sum())
 
 
+# OpenBLAS spreads a rank-1 update over threads above 8192 cells; on a machine whose cores
+# are busy with other work those threads wait on each other for milliseconds (measured here:
+# p99 32 us, max 8 ms for 720 x 20 under one competing process), so updates go in row blocks.
+_GER_CELLS = 8192
+
+
+def _add_outer(E: Array, g: Array, f: Array, alpha: float) -> None:
+    """E += alpha g f' in place (BLAS ger on row blocks of the C-ordered E, no n x m temporary)."""
+    rows = max(1, _GER_CELLS // E.shape[1])
+    for i in range(0, E.shape[0], rows):
+        dger(alpha, f, g[i:i + rows], a=E[i:i + rows].T, overwrite_a=1)
+
+
+def _sweep(W: Array, G: Array, F: Array, E: Array, WR: Array) -> None:
+    """One HALS pass over the factors, in place on G, F and the residual E = X - G F (WR: workspace)."""
+    for k in range(G.shape[1]):
+        g, f = G[:, k], F[k]
+        _add_outer(E, g, f, 1.0)  # E is now the residual without factor k
+        np.multiply(W, E, out=WR)
+        g = np.maximum(WR @ f / np.maximum(W @ (f * f), _EPS), 0.0)
+        f = np.maximum(g @ WR / np.maximum((g * g) @ W, _EPS), 0.0)
+        total = f.sum()
+        if total > _EPS:  # keep profiles summing to 1; the scale goes to the contributions
+            f, g = f / total, g * total
+        G[:, k], F[k] = g, f
+        _add_outer(E, g, f, -1.0)
+
+
+def _normalise(G: Array, F: Array) -> None:
+    total = F.sum(axis=1)
+    ok = total > _EPS
+    F[ok] /= total[ok, None]
+    G[:, ok] *= total[ok]
+
+
 def _run(X: Array, U: Array, G: Array, F: Array, robust: bool, alpha: float, max_iter: int, tol: float) -> tuple[Array, Array, int, bool]:
-    inv_u = 1.0 / U
-    inv_u2 = inv_u * inv_u
-    W = inv_u2
+    """HALS sweeps with extrapolation (Ang & Gillis 2019, Neural Computation 31(2)).
+
+    After each sweep the iterate is pushed further along its last step, G + beta (G - G_prev)
+    (and F alike, clipped at 0); if that lowers Q it becomes the next iterate and beta grows,
+    otherwise the plain sweep's result is kept and beta shrinks. Along the long, flat valleys
+    of this objective plain sweeps creep; extrapolated ones need 3-5x fewer.
+    """
+    inv_u2 = 1.0 / (U * U)
+    inv_ua = 1.0 / (U * alpha)
     E = X - G @ F
+    W = inv_u2 / np.maximum(np.abs(E) * inv_ua, 1.0) if robust else inv_u2
     WR = np.empty_like(E)
-    scaled = np.empty_like(E)
+    G_prev, F_prev = G.copy(), F.copy()
+    beta, beta_max = _BETA_START, 1.0
     q_prev = np.inf
     for it in range(1, max_iter + 1):
-        if robust:  # W = 1 / (U h)^2, h^2 = max(1, |E/U| / alpha), as _robust_weights, in preallocated buffers
-            np.multiply(E, inv_u, out=scaled)
-            np.abs(scaled, out=scaled)
-            scaled *= 1.0 / alpha
-            np.maximum(scaled, 1.0, out=scaled)
-            W = np.divide(inv_u2, scaled, out=scaled)
-        for k in range(G.shape[1]):
-            g, f = G[:, k], F[k]
-            E += np.outer(g, f)  # E is now the residual without factor k (updated in place, not rebuilt)
-            np.multiply(W, E, out=WR)
-            g = np.maximum(WR @ f / np.maximum(W @ (f * f), _EPS), 0.0)
-            f = np.maximum(g @ WR / np.maximum((g * g) @ W, _EPS), 0.0)
-            total = f.sum()
-            if total > _EPS:  # keep profiles summing to 1; the scale goes to the contributions
-                f, g = f / total, g * total
-            G[:, k], F[k] = g, f
-            E -= np.outer(g, f)
-        np.multiply(W, E, out=WR)
-        q = float(np.vdot(WR, E))
+        _sweep(W, G, F, E, WR)
+        q = float(np.vdot(np.multiply(W, E, out=WR), E))
+        Ge = np.maximum(G + beta * (G - G_prev), 0.0)
+        Fe = np.maximum(F + beta * (F - F_prev), 0.0)
+        _normalise(Ge, Fe)
+        Ee = X - Ge @ Fe
+        qe = float(np.vdot(np.multiply(W, Ee, out=WR), Ee))
+        G_prev, F_prev = G.copy(), F.copy()
+        if qe < q:
+            G, F, E, q = Ge, Fe, Ee, qe
+            beta, beta_max = min(beta_max, _BETA_GROW * beta), min(1.0, _BETA_MAX_GROW * beta_max)
+        else:
+            beta, beta_max = beta / _BETA_SHRINK, beta
+        if robust:  # W = 1 / (U h)^2, h^2 = max(1, |E/U| / alpha), as _robust_weights
+            W = np.divide(inv_u2, np.maximum(np.abs(E) * inv_ua, 1.0))
         if abs(q_prev - q) <= tol * max(q, _EPS):
             return G, F, it, True
         q_prev = q

@@ -15,10 +15,11 @@ from typing import Any
 import numpy as np
 import pytest
 
+from apportion import pmf
 from apportion.records import water_records
 from apportion.stage import HOUR_MS, REACH_PARAMETERS, Apportioner, Checkpoint, StageConfig, UnknownStation, hourly_sample
 from apportion.synthetic import demo_episode
-from apportion.transport import AirSeries
+from apportion.transport import MODEL_VERSION, AirSeries
 from apportion.water import attribute_reaches, river_sections
 from connectors.kafka_io import encode_json
 from jobs.validity import AQI_POLLUTANTS, WATER_PARAMETERS
@@ -254,7 +255,7 @@ def test_show_renders_shares_intervals_origin_and_stations() -> None:
     assert next(i for i, line in enumerate(text.splitlines()) if line.startswith("local ")) > text.splitlines().index(north)  # local last
     for used in rec["provenance"]["stations"]:  # one row per upwind station, with every sector it was used from
         assert any(line.startswith(used["station_id"]) and used["wind_sector"] in line.split()[-1].split("/") for line in text.splitlines())
-    assert "model transport-nnls/1" in text and f"fit: r2 {rec['fit']['r2']:.3f}" in text
+    assert f"model {MODEL_VERSION}" in text and f"fit: r2 {rec['fit']['r2']:.3f}" in text
 
 
 @cache
@@ -365,7 +366,7 @@ def test_source_factor_records_explain_their_model() -> None:
         model = r["provenance"]["factor_model"]
         refit_end = r["window_end"] - r["window_end"] % (6 * HOUR_MS)
         assert (model["refit_window_start"], model["refit_window_end"], model["refit_every_h"]) == (refit_end - 12 * HOUR_MS, refit_end, 6)
-        assert r["provenance"]["seed"] == refit_end // HOUR_MS and r["provenance"]["model_version"] == "pmf-whals/1"
+        assert r["provenance"]["seed"] == refit_end // HOUR_MS and r["provenance"]["model_version"] == pmf.MODEL_VERSION
         assert model["n_rows"] == 12 * 10 and model["n_factors"] == 2 and model["species"] == list(AQI_POLLUTANTS)
         assert model["q_ratio"] == pytest.approx(model["q"] / model["q_exp"], rel=1e-5)
         assert r["window_end"] - r["window_start"] == HOUR_MS and r["record_id"] == f"source_factor:{r['region']}:{r['pollutant']}:{r['window_start']}"
@@ -420,4 +421,4 @@ def test_show_renders_reaches_and_factors() -> None:
         rows = [line.split() for line in text if line.startswith(f"{k} ")]
         assert rows[0][1:3] == [f"{pm25['amounts'][k]:.3g}", f"({pm25['shares'][k]:.0%})"]
         assert rows[1][1:] == [f"{model['profiles'][k][s]:.2f}" for s in model["species"]]
-    assert f"Q/Qexp {model['q_ratio']:.2f}" in "\n".join(text) and text[-1] == f"model pmf-whals/1, seed {model['refit_window_end'] // HOUR_MS}"
+    assert f"Q/Qexp {model['q_ratio']:.2f}" in "\n".join(text) and text[-1] == f"model {pmf.MODEL_VERSION}, seed {model['refit_window_end'] // HOUR_MS}"

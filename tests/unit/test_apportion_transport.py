@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 from scipy.optimize import nnls
 
-from apportion.nnls import nnls_batch
+from apportion.nnls import nnls_batch, nnls_gram
 from apportion.records import transport_record
 from apportion.synthetic import air_network
-from apportion.transport import AirSeries, TransportConfig, WindowSolver, attribute, combine_region
+from apportion.transport import (AirSeries, TransportConfig, WindowSolver, _best_lag, _correlation, _moments, _select, _upwind, attribute,
+                                 combine_region)
 from schemas.models import validation_errors
 from schemas.network import load_network, parse_network
 
@@ -126,3 +127,78 @@ def test_same_seed_same_result_and_records_validate() -> None:
     region = combine_region([solver.solve(j) for j, s in enumerate(scenario.stations) if s.region == "central"])
     assert region.receptor == "central" and sum(region.shares.values()) == pytest.approx(1.0)
     assert validation_errors("apportionment", transport_record(region, "pm25", 0, 3_600_000, seed=0, scope="region")) == []
+
+
+def test_nnls_with_row_weights_equals_repeated_rows_and_respects_allowed_columns() -> None:
+    rng = np.random.default_rng(8)
+    A = rng.normal(size=(40, 12, 4))
+    b = rng.normal(size=(40, 12))
+    counts = rng.integers(0, 3, size=(40, 12)).astype(float)  # a bootstrap replicate's draws of each row
+    allowed = rng.random((40, 4)) < 0.75
+    aw = A * counts[:, :, None]
+    got = nnls_gram(np.matmul(aw.transpose(0, 2, 1), A), np.matmul(aw.transpose(0, 2, 1), b[:, :, None])[:, :, 0], allowed)
+    for i in range(40):
+        rows = np.repeat(np.arange(12), counts[i].astype(int))
+        cols = np.flatnonzero(allowed[i])
+        want = np.zeros(4)
+        if cols.size:
+            want[cols] = nnls(A[i][rows][:, cols], b[i][rows])[0]
+        assert np.allclose(got[i], want, atol=1e-8)
+    assert (got[~allowed] == 0).all()
+
+
+def test_weighted_lag_search_matches_correlations_of_the_resampled_series() -> None:
+    """The choice's correlations come from weighted sums: they must equal np.corrcoef of the series with
+    every step repeated as often as the weights say, and the best lag must be the allowed one with the
+    largest of them."""
+    rng = np.random.default_rng(4)
+    n_s, n_l, n_t = 3, 5, 20
+    lagged = rng.gamma(1.0, 3.0, size=(n_s, n_l, n_t))
+    gate = rng.random((2, n_s, n_t)) < 0.8
+    y = rng.normal(10.0, 3.0, size=(2, n_t))
+    allowed = np.ones((2, n_s, n_l), dtype=bool)
+    allowed[:, 0, 3:] = False  # candidate 0 may only have lags 0-2
+    sx, sxx, sxy = _moments(lagged, gate, y)
+    lag, corr, _ = _best_lag(sx, sxx, sxy, np.full(2, float(n_t)), y.sum(axis=1), (y * y).sum(axis=1), allowed.transpose(0, 2, 1))
+    for j in range(2):
+        for s in range(n_s):
+            direct = [np.corrcoef(gate[j, s] * lagged[s, k], y[j])[0, 1] if allowed[j, s, k] else -np.inf for k in range(n_l)]
+            assert lag[j, s] == int(np.argmax(direct)) and corr[j, s] == pytest.approx(max(direct), abs=1e-9)
+    counts = rng.integers(0, 3, size=(6, n_t)).astype(float)
+    x = gate[0, 1] * lagged[1, 2]
+    m = counts @ np.stack([x, x * x, x * y[0]]).T  # (6, 3)
+    got, _ = _correlation(m[:, :1], m[:, 1:2], m[:, 2:], counts.sum(axis=1), counts @ y[0], counts @ (y[0] * y[0]))
+    for q in range(6):
+        rows = np.repeat(np.arange(n_t), counts[q].astype(int))
+        assert got[q, 0] == pytest.approx(np.corrcoef(x[rows], y[0][rows])[0, 1], abs=1e-9)
+
+
+def test_station_choice_ranks_by_covariance_within_each_region() -> None:
+    corr = np.array([[0.9, 0.5, 0.15, 0.6, -np.inf]])
+    vx = np.array([[1.0, 16.0, 100.0, 4.0, 1.0]])
+    region = np.array([0, 0, 0, 1, 1])
+    chosen = _select(corr, vx, region, 2, TransportConfig(stations_per_region=2, min_corr=0.2))
+    # region 0: covariance keys 0.9, 2.0 and (0.15 < min_corr) none -> 1 then 0; region 1: only 3
+    assert chosen.tolist() == [[[1, 0], [3, -1]]]
+
+
+def test_crosswind_reach_drops_stations_whose_air_passes_beside_the_receptor() -> None:
+    bearing = np.array([[0.0, 20.0, 20.0]])  # all within a 60 degree sector of a northerly wind
+    distance = np.array([[36.0, 120.0, 50.0]])  # 120 km at 20 degrees passes 41 km to the side; 50 km passes 17 km
+    wind = np.array([[0.0, np.nan]])
+    gate = _upwind(bearing, distance, wind, 60.0, 25.0)
+    assert gate[0, :, 0].tolist() == [True, False, True]
+    assert not gate[0, :, 1].any()  # calm or missing wind is never upwind
+    assert _upwind(bearing, distance, wind, 60.0, np.inf)[0, :, 0].all()
+
+
+def test_receptor_result_does_not_depend_on_the_receptors_solved_with_it() -> None:
+    scenario = air_network(load_network(NETWORK), n_hours=24 * 6, seed=2, episodes_per_region=1)
+    solver = WindowSolver(scenario.series, 36, 60)
+    together = solver.solve(12)  # solves every receptor of its region in one pass
+    alone = WindowSolver(scenario.series, 36, 60)._solve_group(np.array([12]))[0]
+    assert together.stations_used == alone.stations_used and together.origin_region == alone.origin_region
+    for region, share in together.shares.items():
+        assert alone.shares[region] == pytest.approx(share, abs=1e-9)
+        assert np.allclose(alone.share_interval[region], together.share_interval[region], atol=1e-9)
+    assert np.allclose(alone.replicates, together.replicates, atol=1e-9)
