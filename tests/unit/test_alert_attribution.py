@@ -107,13 +107,27 @@ def apportionment_log(hours: int) -> list[tuple[int, str, dict[str, Any]]]:
     return out
 
 
+def new_engine() -> AlertEngine:
+    table = ApportionmentTable()
+    table.expect(PARTITIONS)
+    return AlertEngine(NET, load_rules(RULES_FILE, NET), DOC, CONFIG, ApportionedAssist(table, NetworkAssist(NET)), table)
+
+
+def engine_waiting_for_window_t0() -> AlertEngine:
+    """Apportionment published through the window ending T0 - 1 h; central's episode offered to minute 120."""
+    engine = new_engine()
+    for p in PARTITIONS:
+        engine.offer_apportionment(p, progress_marker(T0 - H, "test"))
+    for doc in central_episode(120):
+        engine.offer(str(hash(doc["station_id"]) % 2), doc, 0.0)
+    return engine
+
+
 def run_engine(indices: list[dict[str, Any]], log: list[tuple[int, str, dict[str, Any]]], lag_min: int = 0,
                engine: AlertEngine | None = None) -> tuple[AlertEngine, list[dict[str, Any]]]:
     """Feed minute by minute; apportionment messages arrive lag_min after their publish minute. Processing
     time stays below apportion_wait_s, so only event time decides."""
-    table = ApportionmentTable()
-    table.expect(PARTITIONS)
-    engine = engine or AlertEngine(NET, load_rules(RULES_FILE, NET), DOC, CONFIG, ApportionedAssist(table, NetworkAssist(NET)), table)
+    engine = engine or new_engine()
     alerts: list[dict[str, Any]] = []
     by_minute: dict[int, list[dict[str, Any]]] = {}
     for doc in indices:
@@ -158,13 +172,7 @@ def test_apportionment_arriving_late_or_early_gives_the_same_alerts() -> None:
 
 
 def test_the_engine_holds_alerts_until_the_window_they_need_is_published() -> None:
-    table = ApportionmentTable()
-    table.expect(PARTITIONS)
-    engine = AlertEngine(NET, load_rules(RULES_FILE, NET), DOC, CONFIG, ApportionedAssist(table, NetworkAssist(NET)), table)
-    for p in PARTITIONS:
-        engine.offer_apportionment(p, progress_marker(T0 - H, "test"))
-    for doc in central_episode(120):
-        engine.offer(str(hash(doc["station_id"]) % 2), doc, 0.0)
+    engine = engine_waiting_for_window_t0()
     engine.advance(1.0)
     assert engine.released_to == T0 + 10 * M - 1  # window T0 not published: observations from T0 + 10 min wait
     engine.offer_apportionment("0", region_apportionment("central", T0, "north", 0.35))
@@ -176,13 +184,7 @@ def test_the_engine_holds_alerts_until_the_window_they_need_is_published() -> No
 
 
 def test_a_silent_apportionment_stage_delays_alerts_at_most_the_wait_then_counts_a_timeout() -> None:
-    table = ApportionmentTable()
-    table.expect(PARTITIONS)
-    engine = AlertEngine(NET, load_rules(RULES_FILE, NET), DOC, CONFIG, ApportionedAssist(table, NetworkAssist(NET)), table)
-    for p in PARTITIONS:
-        engine.offer_apportionment(p, progress_marker(T0 - H, "test"))
-    for doc in central_episode(120):
-        engine.offer(str(hash(doc["station_id"]) % 2), doc, 0.0)
+    engine = engine_waiting_for_window_t0()
     assert [t for t in engine.advance(1.0) if t.kind == "air"] == []
     assert [t for t in engine.advance(1.0 + CONFIG.apportion_wait_s - 1) if t.kind == "air"] == []
     late = [t for t in engine.advance(1.0 + CONFIG.apportion_wait_s) if t.kind == "air"]
