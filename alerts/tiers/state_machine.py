@@ -16,6 +16,9 @@ order and move the tier green / yellow / red:
   duplicates); health keys also take several observations at the same time.
 - a new rule set or version applies from the next observation on; it restarts the
   runs (they were counted against the old thresholds) but keeps tier and dwell.
+- who leads (origin_region) and assists comes from `apportion`; when it names another
+  lead for an open episode, a 'reattribute' transition (same tier) says so, and the
+  episode stays with that lead until it clears (see _attribution).
 
 Region keys see the current tiers of a region's stations (step_region); run()
 evaluates them once per event time, after every station at that time was stepped.
