@@ -1,9 +1,8 @@
-"""Station geometry: great-circle distance, bearings, upwind tests, transport lag bounds.
+"""Station geometry: great-circle distance, bearings, compass names, transport lag bounds.
 
 Bearings are degrees clockwise from north (due east = 90). Wind direction follows the
-meteorological convention of the stream (wind_dir = where the wind comes FROM), so a
-source is upwind of a receptor when the bearing from the receptor to the source lies
-close to the wind direction.
+meteorological convention of the stream (wind_dir = where the wind comes FROM); the
+upwind test that uses them is apportion.transport._upwind.
 """
 
 from __future__ import annotations
@@ -34,12 +33,6 @@ def bearing_deg(lat1: ArrayLike, lon1: ArrayLike, lat2: ArrayLike, lon2: ArrayLi
     return np.asarray(np.degrees(np.arctan2(y, x)) % 360.0, dtype=float)
 
 
-def angle_diff_deg(a: ArrayLike, b: ArrayLike) -> NDArray[np.float64]:
-    """Smallest absolute difference between two directions, in [0, 180]."""
-    d = np.abs((np.asarray(a, dtype=float) - np.asarray(b, dtype=float)) % 360.0)
-    return np.minimum(d, 360.0 - d)
-
-
 def compass(direction_deg: float) -> str:
     """16-point compass name of a direction (for explanations: 'wind from NNE')."""
     return COMPASS16[int(((direction_deg % 360.0) + 11.25) // 22.5) % 16]
@@ -52,16 +45,6 @@ def station_distance_km(a: Station, b: Station) -> float:
 def station_bearing_deg(a: Station, b: Station) -> float:
     """Bearing from station a to station b."""
     return float(bearing_deg(a.lat, a.lon, b.lat, b.lon))
-
-
-def is_upwind(bearing_to_source_deg: ArrayLike, wind_from_deg: ArrayLike, half_width_deg: float = 45.0) -> NDArray[np.bool_]:
-    """True where the wind blows from the source towards the receptor, within +-half_width_deg.
-
-    `bearing_to_source_deg` is the bearing from the receptor to the candidate source;
-    NaN wind (calm or missing) is never upwind.
-    """
-    wind = np.asarray(wind_from_deg, dtype=float)
-    return np.asarray((angle_diff_deg(bearing_to_source_deg, wind) <= half_width_deg) & np.isfinite(wind))
 
 
 def lag_bounds_h(distance: ArrayLike, wind_speed_ms: ArrayLike, speed_factor: tuple[float, float] = (0.5, 1.5),

@@ -393,7 +393,7 @@ def _upwind(bearing: Array, distance: Array, wind_from: Array, half_width_deg: f
     """Steps when air from station s reaches receptor j: bearing and distance (J, S) from the
     receptor to the station, wind_from (J, T) at the receptor -> (J, S, T).
 
-    The wind must come from within +-half_width_deg of the station's bearing (geometry.is_upwind),
+    The wind must come from within +-half_width_deg of the station's bearing,
     and the line it draws through the station must pass within crosswind_km of the receptor:
     farther to the side, the station's air passes beside the receptor, whatever the angle.
     Through unit vectors: cos and sin of the angle between bearing and wind are small

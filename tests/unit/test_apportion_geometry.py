@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from apportion.geometry import angle_diff_deg, bearing_deg, compass, distance_km, is_upwind, lag_bounds_h, pairwise, station_bearing_deg, station_distance_km
+from apportion.geometry import bearing_deg, compass, distance_km, lag_bounds_h, pairwise, station_bearing_deg, station_distance_km
 from schemas.network import Station
 
 
@@ -24,18 +24,8 @@ def test_distance_of_one_degree_of_latitude_is_earth_radius_times_pi_over_180() 
     assert float(distance_km(0.0, 10.0, 0.0, 11.0)) == pytest.approx(6371.0 * math.pi / 180.0, rel=1e-9)
 
 
-def test_angle_difference_wraps_around_north() -> None:
-    assert float(angle_diff_deg(350.0, 10.0)) == pytest.approx(20.0)
-    assert float(angle_diff_deg(90.0, 270.0)) == pytest.approx(180.0)
+def test_compass_names_wrap_around_north() -> None:
     assert compass(0.0) == "N" and compass(359.0) == "N" and compass(90.0) == "E" and compass(202.5) == "SSW"
-
-
-def test_upwind_means_the_wind_comes_from_the_source_side() -> None:
-    # the source lies due north of the receptor (bearing 0): a northerly wind brings its air
-    assert is_upwind(0.0, 10.0, 45.0)
-    assert not is_upwind(0.0, 180.0, 45.0)  # southerly wind blows the other way
-    assert not is_upwind(0.0, 50.0, 45.0)  # outside the sector
-    assert not is_upwind(0.0, float("nan"), 45.0)  # calm / missing wind
 
 
 def test_lag_bounds_from_distance_and_speed() -> None:

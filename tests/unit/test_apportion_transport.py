@@ -190,6 +190,9 @@ def test_crosswind_reach_drops_stations_whose_air_passes_beside_the_receptor() -
     assert gate[0, :, 0].tolist() == [True, False, True]
     assert not gate[0, :, 1].any()  # calm or missing wind is never upwind
     assert _upwind(bearing, distance, wind, 60.0, np.inf)[0, :, 0].all()
+    # the sector: a source due north (bearing 0) is upwind of a northerly wind, not of a southerly one or one 50 degrees off
+    sector = _upwind(np.array([[0.0]]), np.array([[10.0]]), np.array([[10.0, 180.0, 50.0]]), 45.0, np.inf)
+    assert sector[0, 0].tolist() == [True, False, False]
 
 
 def test_receptor_result_does_not_depend_on_the_receptors_solved_with_it() -> None:
