@@ -1,8 +1,10 @@
 """Drift of a low-cost sensor against a co-located reference monitor, and the
 calibration proposal it raises.
 
-Inputs are hourly means on a common hour grid: the sensor's raw values, the
-reference's values, and any covariates the current model needs (e.g. rh).
+Inputs are means over bins of `bin_minutes` (hourly by default; the demo uses shorter
+bins) on a common bin grid: the sensor's raw values, the reference's values, and any
+covariates the current model needs (e.g. rh). calibration/drift_bins.py builds them
+from station minutes; calibration/drift_stage.py runs this in the stream.
 
 Fit direction: the raw sensor is regressed on the reference, raw ~ slope*ref + intercept,
 and the correction is its inverse, gain = 1/slope, offset = -intercept/slope (the
@@ -34,6 +36,7 @@ from calibration.models import Covariates, Linear, model_to_dict
 from calibration.registry import ModelVersion, sensor_key
 from schemas.calibration import CalibrationProposal, Fit, GainOffset, ModelEntry, ModelRef
 
+MINUTE_MS = 60_000
 HOUR_MS = 3_600_000
 PROPOSAL_SCHEMA = "jw.calibration_proposal.v1"
 Method = Literal["ols", "theil_sen"]
@@ -53,12 +56,25 @@ class LineFit:
 
 @dataclass(frozen=True)
 class DriftSettings:
-    window_hours: int = 72  # long enough for a range of concentrations, short enough to follow a drift
-    min_hours: int = 48  # hours with both means needed in the window
+    bin_minutes: int = 60  # one point of the fit: the mean over this many minutes (hourly means by default)
+    window_bins: int = 72  # 72 h: long enough for a range of concentrations, short enough to follow a drift
+    min_bins: int = 48  # bins with both means needed in the window
     gain_tolerance: float = 0.10  # |calibrated/reference gain - 1| beyond this is drift
     offset_tolerance: float = 3.0  # |offset| beyond this (parameter unit) is drift
     min_r2: float = 0.7  # a worse fit proposes nothing: the pair may not be co-located in effect
     method: Method = "ols"
+
+    def __post_init__(self) -> None:
+        if self.bin_minutes < 1 or self.window_bins < 1 or not 3 <= self.min_bins <= self.window_bins:
+            raise ValueError("need bin_minutes >= 1 and 3 <= min_bins <= window_bins")
+
+    @property
+    def bin_ms(self) -> int:
+        return self.bin_minutes * MINUTE_MS
+
+    @property
+    def window_ms(self) -> int:
+        return self.window_bins * self.bin_ms
 
 
 def fit_line(x: ArrayLike, y: ArrayLike, method: Method = "ols") -> LineFit | None:
@@ -87,8 +103,8 @@ def fit_line(x: ArrayLike, y: ArrayLike, method: Method = "ols") -> LineFit | No
 def rolling_ols(x: ArrayLike, y: ArrayLike, window: int) -> dict[str, NDArray[np.float64]]:
     """OLS of y on x over the `window` points ending at each index (NaN pairs skipped),
     for every index at once from running sums: slope, intercept, r2 and n per window
-    (NaN where a window has fewer than 3 pairs or constant x). Points are one per hour
-    on a regular grid: put NaN where an hour is missing."""
+    (NaN where a window has fewer than 3 pairs or constant x). Points are one per bin
+    on a regular grid: put NaN where a bin is missing."""
     xa, ya = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     ok = np.isfinite(xa) & np.isfinite(ya)
     xs, ys = np.where(ok, xa, 0.0), np.where(ok, ya, 0.0)
@@ -121,26 +137,27 @@ def propose(
     station_id: str,
     parameter: str,
     reference_station_id: str,
-    hour_start_ms: ArrayLike,
+    bin_start_ms: ArrayLike,
     sensor_raw: ArrayLike,
     reference: ArrayLike,
     current: ModelVersion | None,
     covariates: Covariates | None = None,
     settings: DriftSettings = DriftSettings(),
 ) -> CalibrationProposal | None:
-    """A proposal from the last `window_hours` hours (ending at the end of the last
-    hour given), or None when the calibration holds, the window is too thin, or the
-    fit too poor to propose anything.
+    """A proposal from the last `window_bins` bins (ending at the end of the last bin
+    given), or None when the calibration holds, the window is too thin (fewer than
+    `min_bins` bins with both means), or the fit too poor to propose anything.
 
-    `current` is the registry version in effect at the window's end (None: raw values
-    are what is published); covariates are hourly means aligned with the hours.
+    `bin_start_ms` are the bins' starts, ascending, `settings.bin_minutes` apart (gaps
+    allowed); `current` is the registry version in effect at the window's end (None:
+    raw values are what is published); covariates are bin means aligned with the bins.
     """
-    hours = np.asarray(hour_start_ms, dtype=np.int64)
-    if hours.size == 0:
+    starts = np.asarray(bin_start_ms, dtype=np.int64)
+    if starts.size == 0:
         return None
-    window_end = int(hours[-1]) + HOUR_MS
-    window_start = window_end - settings.window_hours * HOUR_MS
-    sel = hours >= window_start
+    window_end = int(starts[-1]) + settings.bin_ms
+    window_start = window_end - settings.window_ms
+    sel = starts >= window_start
     raw = np.asarray(sensor_raw, dtype=np.float64)[sel]
     ref = np.asarray(reference, dtype=np.float64)[sel]
     cov = {k: np.asarray(v, dtype=np.float64)[sel] for k, v in (covariates or {}).items()}
@@ -148,7 +165,7 @@ def propose(
 
     drift = fit_line(ref, calibrated, settings.method)
     fit = fit_line(ref, raw, settings.method)
-    if drift is None or fit is None or fit.n < settings.min_hours or fit.r2 < settings.min_r2 or fit.slope <= 0:
+    if drift is None or fit is None or fit.n < settings.min_bins or fit.r2 < settings.min_r2 or fit.slope <= 0:
         return None
     gain_off, offset_off = abs(drift.slope - 1.0), abs(drift.intercept)
     if gain_off <= settings.gain_tolerance and offset_off <= settings.offset_tolerance:
@@ -180,7 +197,7 @@ def propose(
             model_id=f"drift-{proposal_id}",
             version=(current.version + 1) if current is not None else 1,
             effective_from=window_end,
-            description=f"linear fit against {reference_station_id} over {fit.n} hours",
+            description=f"linear fit against {reference_station_id} over {fit.n} bins of {settings.bin_minutes} min",
             **model_to_dict(proposed_model),  # type: ignore[typeddict-item]
         ),
         fit=Fit(method=fit.method, n=fit.n, r2=round(fit.r2, 6), residual_sd=round(fit.residual_sd, 6),

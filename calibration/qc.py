@@ -59,9 +59,9 @@ class QcLimits:
     high: float
     max_rate_per_min: float  # inf: not tested
     flat_n: int  # this many equal values in a row is a flat line; 0: not tested
-    spike_window: int = 30  # preceding readings the median and MAD come from
-    spike_z: float = 6.0  # |x - median| / (1.4826*MAD) beyond this is a spike
-    spike_min_scale: float = 1.0  # floor on the robust scale, in the parameter's unit (quantised sensors have MAD 0)
+    spike_window: int = 30  # readings (ending at the one judged) the median and quartiles come from
+    spike_z: float = 6.0  # |x - median| / (IQR/1.349) beyond this is a spike
+    spike_min_scale: float = 1.0  # floor on the robust scale, in the parameter's unit (quantised sensors have IQR 0)
     source: str = ""
 
 
@@ -122,38 +122,43 @@ def range_flags(values: ArrayLike, low: float, high: float) -> BoolArray:
     return (v < low) | (v > high)
 
 
-def _median_rows(rows: NDArray[np.float64]) -> NDArray[np.float64]:
-    """Row medians via np.partition (in place on a copy); NaN rows are handled by the caller."""
-    w = rows.shape[1]
-    if w % 2:
-        return np.partition(rows, w // 2, axis=1)[:, w // 2]
-    part = np.partition(rows, (w // 2 - 1, w // 2), axis=1)
-    return 0.5 * (part[:, w // 2 - 1] + part[:, w // 2])
+IQR_TO_SIGMA = 1.349  # the interquartile range of a normal distribution, in standard deviations
 
 
 def spike_flags(
     values: ArrayLike, window: int, z: float, min_scale: float, series: ArrayLike | None = None, chunk: int = 1 << 16
 ) -> BoolArray:
-    """Robust z-score of each reading against the `window` readings before it in its series:
-    |x - median| / max(1.4826*MAD, min_scale) > z. Readings with fewer than `window`
-    predecessors in their series, or a NaN in the window, are not judged."""
+    """Robust z-score of each reading against the `window` readings of its series ending at it:
+    |x - median| / max(IQR / 1.349, min_scale) > z, quartiles linearly interpolated (numpy's
+    and Flink SQL's PERCENTILE's definition), and as far from the reading before it. Readings
+    with fewer than `window - 1` predecessors in their series, or a NaN in the window, are not
+    judged.
+
+    The second condition keeps a level shift from being a run of spikes: a plume that arrives
+    and stays is real, and only its first minute is suspect, while an isolated wrong value is
+    far from both. (Without it the first half window of every sudden episode would be left
+    out of the hours the alerts are made from.)
+
+    The window includes the reading itself because the job computes it with a streaming OVER
+    frame, which ends at the current row (jobs/quality.py); the median and the quartiles move by
+    at most one rank for one outlier, so they stay robust. (MAD needs a median of deviations
+    from a median: two passes, which a streaming frame cannot do; the IQR is the robust scale
+    it can.)"""
     v = np.asarray(values, dtype=np.float64)
     n = v.shape[0]
     out = np.zeros(n, dtype=bool)
-    if n <= window or not np.isfinite(z):
+    if n < window or not np.isfinite(z):
         return out
-    views = sliding_window_view(v[:-1], window)  # row j: readings j .. j+window-1, the window of reading j+window
+    views = sliding_window_view(v, window)  # row j: readings j .. j+window-1, the window of reading j+window-1
     nan_count = np.concatenate(([0], np.cumsum(np.isnan(v))))
     start = _series_start(n, series)
-    for a in range(0, n - window, chunk):
-        b = min(a + chunk, n - window)
-        rows = views[a:b]
-        med = _median_rows(rows.copy())
-        mad = _median_rows(np.abs(rows - med[:, None]))
-        scale = np.maximum(1.4826 * mad, min_scale)
-        i = np.arange(a + window, b + window)
-        judged = (i - window >= start[i]) & (nan_count[i] - nan_count[i - window] == 0)
-        out[i] = judged & (np.abs(v[i] - med) > z * scale)
+    for a in range(0, n - window + 1, chunk):
+        b = min(a + chunk, n - window + 1)
+        q1, med, q3 = np.percentile(views[a:b], (25.0, 50.0, 75.0), axis=1)
+        scale = np.maximum((q3 - q1) / IQR_TO_SIGMA, min_scale)
+        i = np.arange(a + window - 1, b + window - 1)
+        judged = (i - window + 1 >= start[i]) & (nan_count[i + 1] - nan_count[i + 1 - window] == 0)
+        out[i] = judged & (np.abs(v[i] - med) > z * scale) & (np.abs(v[i] - v[i - 1]) > z * scale)
     return out
 
 

@@ -322,9 +322,10 @@ def parse_registry(doc: Any, file: Path | str, network: Network | None = None) -
     unlisted = doc.get("unlisted_sensors", "flag")
     if unlisted not in ("pass", "flag"):
         raise ConfigError(file, "unlisted_sensors", f"must be 'pass' or 'flag', got {unlisted!r}")
-    extra = sorted(set(doc) - {"version", "registry_id", "unlisted_sensors", "sensors"})
+    # `drift` (the drift detector's settings and sensor/reference pairs) is validated by calibration/drift_config.py.
+    extra = sorted(set(doc) - {"version", "registry_id", "unlisted_sensors", "sensors", "drift"})
     if extra:
-        raise ConfigError(file, extra[0], "unknown key (allowed: version, registry_id, unlisted_sensors, sensors)")
+        raise ConfigError(file, extra[0], "unknown key (allowed: version, registry_id, unlisted_sensors, sensors, drift)")
     raw_sensors = doc.get("sensors")
     if not isinstance(raw_sensors, list):
         raise ConfigError(file, "sensors", "is required (a list)")

@@ -160,8 +160,18 @@ def message_counts(bootstrap: str, topics: Iterable[Topic], namespace: str = "",
 def read_latest(bootstrap: str, topic: str, group_id: str, timeout_s: float = 60.0, **extra: Any) -> dict[bytes, bytes | None]:
     """The latest value per key of a (compacted) topic, read from its start to the end it had when
     called (None for a key whose latest message is a tombstone). For state a service restores at start."""
-    consumer = Consumer(consumer_config(bootstrap, group_id, **extra))
     latest: dict[bytes, bytes | None] = {}
+    for key, value in read_all(bootstrap, topic, group_id, timeout_s, **extra):
+        if key is not None:
+            latest[key] = value  # a key lives in one partition, read in offset order: the last is the latest
+    return latest
+
+
+def read_all(bootstrap: str, topic: str, group_id: str, timeout_s: float = 60.0, **extra: Any) -> list[tuple[bytes | None, bytes | None]]:
+    """Every (key, value) of a topic from its start to (at least) the end it had when called, each
+    partition in offset order. For logs read whole at start (e.g. which proposals exist)."""
+    consumer = Consumer(consumer_config(bootstrap, group_id, **extra))
+    out: list[tuple[bytes | None, bytes | None]] = []
     deadline = time.monotonic() + timeout_s
     try:
         while True:
@@ -178,10 +188,11 @@ def read_latest(bootstrap: str, topic: str, group_id: str, timeout_s: float = 60
         while todo:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{topic}: not read to its end within {timeout_s:.0f} s")
-            for msg in consumer.consume(500, timeout=1.0):
-                if not msg.error() and msg.key() is not None:
-                    latest[msg.key()] = msg.value()
+            # consume() waits the whole timeout unless the batch fills: short, so a small topic is read in ~0.2 s, not 1 s
+            for msg in consumer.consume(500, timeout=0.2):
+                if not msg.error():
+                    out.append((msg.key(), msg.value()))
             todo = {tp.partition for tp in consumer.position([TopicPartition(topic, p) for p in todo]) if tp.offset < ends[tp.partition]}
     finally:
         consumer.close()
-    return latest
+    return out

@@ -24,8 +24,10 @@ if __package__ in (None, ""):  # `flink run -py jobs/pipeline.py` runs this file
 
 from jobs.alignment import load_alignment, parse_alignment
 from jobs.sql import DEFAULT_OUTPUTS, OUTPUTS, JobOptions, statements
+from jobs.validity import INDEX_PARAMETERS
 from schemas.errors import ConfigError
 from schemas.network import load_network
+from schemas.topics import CALIBRATION
 
 log = logging.getLogger("jointwatch.job")
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -53,6 +55,12 @@ def build(opts: JobOptions, deps_dir: Path, checkpoint_dir: Path | None, paralle
     # CURRENT_WATERMARK (the late-reading split) would then read as event time.
     if checkpoint_dir is not None:
         conf.set("execution.checkpointing.dir", checkpoint_dir.resolve().as_uri())
+    if opts.calibrate:
+        from jobs.calibration_udf import UDF_NAME, calibrate_udf
+
+        conf.set("python.executable", sys.executable)  # the workers import numpy, pandas and this repo's packages
+        conf.set("python.fn-execution.bundle.time", "200")  # ms a batch may wait in the Python operator (latency)
+        t_env.create_temporary_function(UDF_NAME, calibrate_udf(opts.bootstrap, opts.topic(CALIBRATION), opts.calibration_unlisted, INDEX_PARAMETERS))
     ddl, inserts = statements(opts, outputs)
     for stmt in ddl:
         t_env.execute_sql(stmt)
@@ -79,6 +87,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--startup-mode", default="group-offsets", choices=["group-offsets", "earliest-offset", "latest-offset"])
     p.add_argument("--outputs", default=",".join(DEFAULT_OUTPUTS),
                    help=f"comma-separated subset of {','.join(OUTPUTS)} (rolling, the per-parameter rolling hour, is opt-in)")
+    p.add_argument("--no-calibration", dest="calibrate", action="store_false",
+                   help="aligned only: no calibration, QC or station-minute output (benchmarks compare the two)")
+    p.add_argument("--unlisted-sensors", default="pass", choices=["pass", "flag"],
+                   help="sensors the calibration registry does not list: pass their values, or flag them calibration missing")
     p.add_argument("--detached", action="store_true", help="submit and return (cluster mode)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -97,6 +109,8 @@ def main(argv: list[str] | None = None) -> None:
         startup_mode=args.startup_mode,
         allowed_lateness_min=alignment.allowed_lateness_min,
         sampling_s=tuple(sorted((st.id, st.sampling_s) for st in network.stations.values())),
+        calibrate=args.calibrate,
+        calibration_unlisted=args.unlisted_sensors,
     )
     log.info("event time: out-of-orderness %d s, allowed lateness %d min, idle timeout %d s",
              opts.out_of_orderness_s, opts.allowed_lateness_min, opts.source_idle_s)

@@ -11,9 +11,11 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
+from jobs.quality import COVARIATES, quality_views, station_minute_columns
 from jobs.validity import INDEX_PARAMETERS, MIN_MINUTES, MIN_O3_8H_HOURS, O3_8H_MAX_WINDOW_H
 from schemas.topics import (
-    READINGS_ALIGNED, READINGS_HOURLY, READINGS_LATE, READINGS_RAW, READINGS_REVISIONS, STATION_CLOCK_HOURS, STATION_HOURS, Topic, namespaced,
+    READINGS_ALIGNED, READINGS_HOURLY, READINGS_LATE, READINGS_RAW, READINGS_REVISIONS, STATION_CLOCK_HOURS, STATION_HOURS, STATION_MINUTES, Topic,
+    namespaced,
 )
 
 
@@ -28,6 +30,8 @@ class JobOptions:
     allowed_lateness_min: int = 10  # an emitted minute is revised by readings arriving up to this long after it closed
     default_sampling_s: int = 60  # the reporting interval a window's expected count is made of...
     sampling_s: tuple[tuple[str, int], ...] = ()  # ...and the stations that report at another one
+    calibrate: bool = True  # calibrate and quality-control station minutes (jobs/quality.py); False: aligned only
+    calibration_unlisted: str = "pass"  # sensors the registry does not list: "pass" or "flag" (calibration missing)
 
     def topic(self, t: Topic) -> str:
         return namespaced(t, self.namespace)
@@ -142,6 +146,7 @@ def sink_ddls(opts: JobOptions) -> list[str]:
         f"CREATE TABLE rolling_sink (`schema` STRING,{AGGREGATE_COLUMNS}\n) WITH ({_kafka_sink(opts, READINGS_HOURLY)}\n)",
         _station_hours_sink(opts, INDEX_PARAMETERS),
         _station_clock_hours_sink(opts, INDEX_PARAMETERS),
+        _station_sink(opts, "station_minutes_sink", STATION_MINUTES, station_minute_columns(INDEX_PARAMETERS)),
     ]
 
 
@@ -202,10 +207,10 @@ WHERE ts < {_OPEN_FROM} - INTERVAL '{opts.allowed_lateness_min}' MINUTE"""
 DISTINCT_VIEW = """
 CREATE TEMPORARY VIEW distinct_readings AS
 SELECT station_id, region, medium, `parameter`, unit, window_start AS d_start, window_time AS d_time, reading_id,
-       MIN(`value`) AS `value`, COUNT(*) AS copies, MAX(CASE WHEN clock_corrected THEN 1 ELSE 0 END) AS corrected
+       MIN(`value`) AS `value`, COUNT(*) AS copies, MAX(CASE WHEN clock_corrected THEN 1 ELSE 0 END) AS corrected,
+       status IN ('N', 'S') AS valid  -- HJ 212: only normal and manually entered values are valid
 FROM TABLE(TUMBLE(TABLE on_time, DESCRIPTOR(ts), INTERVAL '1' MINUTE))
-WHERE status IN ('N', 'S')  -- HJ 212: only normal and manually entered values are valid
-GROUP BY station_id, region, medium, `parameter`, unit, window_start, window_end, window_time, reading_id"""
+GROUP BY station_id, region, medium, `parameter`, unit, window_start, window_end, window_time, status IN ('N', 'S'), reading_id"""
 
 # One-minute means per station and parameter of the distinct valid readings (a cascaded
 # window: the same minute, on the first level's window time).
@@ -217,6 +222,7 @@ SELECT station_id, region, medium, `parameter`, unit,
        SUM(CASE WHEN `parameter` = '{WIND_DIR}' THEN SIN(RADIANS(`value`)) END) AS sin_sum,
        SUM(CASE WHEN `parameter` = '{WIND_DIR}' THEN COS(RADIANS(`value`)) END) AS cos_sum
 FROM TABLE(TUMBLE(TABLE distinct_readings, DESCRIPTOR(d_time), INTERVAL '1' MINUTE))
+WHERE valid
 GROUP BY station_id, region, medium, `parameter`, unit, window_start, window_end, window_time"""
 
 # Rolling hour ending at each minute a station reports: an event-time OVER window on the
@@ -248,14 +254,21 @@ def _pivot(parameter: str, column: str, name: str) -> str:
 # de-duplication once, not twice: 15.7-18.6k -> 19.6-20.4k readings/s, alternating runs on a
 # loaded machine (tp.py, 2026-11-22). Wind rides along for the downwind assist (speed mean;
 # direction as the mean of its unit vectors).
-def _station_views(parameters: tuple[str, ...]) -> tuple[str, str]:
+def _station_views(parameters: tuple[str, ...], calibrate: bool) -> list[str]:
+    """The per-station minute pivot and the rolling hour over it. With calibration the pivot is
+    station_minutes_raw (with invalid-status counts and the rh/temp covariates) and
+    jobs/quality.py's views turn it into station_minutes; without, the pivot is station_minutes."""
     means = (*parameters, WIND_SPEED)
-    one = "CASE WHEN copies > 0 AND corrected >= 0 THEN CAST(1 AS BIGINT) END"
-    sums = ",\n       ".join(
-        [f"{_pivot(p, '`value`', f'{p}_sum')}, {_pivot(p, one, f'{p}_cnt')}" for p in means]
-        + [f"{_pivot(WIND_DIR, 'SIN(RADIANS(`value`))', 'wind_dir_sin_sum')}, {_pivot(WIND_DIR, 'COS(RADIANS(`value`))', 'wind_dir_cos_sum')}, "
-           f"{_pivot(WIND_DIR, one, 'wind_dir_cnt')}"]
-    )
+    # without calibration only valid readings reach the pivot (WHERE); with it, invalid ones are counted (<p>_bad)
+    kept = (lambda col: f"CASE WHEN valid THEN {col} END") if calibrate else (lambda col: col)  # noqa: E731
+    one = kept("CASE WHEN copies > 0 AND corrected >= 0 THEN CAST(1 AS BIGINT) END")
+    summed = [f"{_pivot(p, kept('`value`'), f'{p}_sum')}, {_pivot(p, one, f'{p}_cnt')}" for p in (*means, *(COVARIATES if calibrate else ()))]
+    summed += [f"{_pivot(WIND_DIR, kept('SIN(RADIANS(`value`))'), 'wind_dir_sin_sum')}, "
+               f"{_pivot(WIND_DIR, kept('COS(RADIANS(`value`))'), 'wind_dir_cos_sum')}, {_pivot(WIND_DIR, one, 'wind_dir_cnt')}"]
+    if calibrate:
+        summed += [_pivot(p, "CASE WHEN NOT valid THEN CAST(1 AS BIGINT) END", f"{p}_bad") for p in parameters]
+    sums = ",\n       ".join(summed)
+    where, pivot = ("", "station_minutes_raw") if calibrate else ("WHERE valid\n", "station_minutes")
     rolled = ",\n       ".join(
         [f"SUM({p}_sum) OVER w / SUM({p}_cnt) OVER w AS {p}_mean, COUNT({p}_cnt) OVER w AS {p}_minutes" for p in means]
         + ["SUM(wind_dir_sin_sum) OVER w / SUM(wind_dir_cnt) OVER w AS wind_dir_sin_mean, "
@@ -263,18 +276,19 @@ def _station_views(parameters: tuple[str, ...]) -> tuple[str, str]:
            "COUNT(wind_dir_cnt) OVER w AS wind_dir_minutes"]
     )
     minutes = f"""
-CREATE TEMPORARY VIEW station_minutes AS
+CREATE TEMPORARY VIEW {pivot} AS
 SELECT station_id, region, medium, window_time AS s_time, window_end AS s_end,
        {sums}
 FROM TABLE(TUMBLE(TABLE distinct_readings, DESCRIPTOR(d_time), INTERVAL '1' MINUTE))
-GROUP BY station_id, region, medium, window_start, window_end, window_time"""
+{where}GROUP BY station_id, region, medium, window_start, window_end, window_time"""
     hours = f"""
 CREATE TEMPORARY VIEW station_hours AS
 SELECT station_id, region, medium, s_end - INTERVAL '60' MINUTE AS window_start, s_end AS window_end,
        {rolled}
 FROM station_minutes
 WINDOW w AS (PARTITION BY station_id ORDER BY s_time RANGE BETWEEN INTERVAL '59' MINUTE PRECEDING AND CURRENT ROW)"""
-    return minutes, hours
+    passthrough = ("wind_speed_sum", "wind_speed_cnt", "wind_dir_sin_sum", "wind_dir_cos_sum", "wind_dir_cnt")
+    return [minutes, *(quality_views(parameters, passthrough) if calibrate else []), hours]
 
 
 WIND_COLUMNS = (
@@ -389,6 +403,14 @@ def _station_clock_hours_sink(opts: JobOptions, parameters: tuple[str, ...]) -> 
     return _station_sink(opts, "station_clock_hours_sink", STATION_CLOCK_HOURS, clock_hour_columns(parameters))
 
 
+def _insert_station_minutes(parameters: tuple[str, ...]) -> str:
+    cols = ", ".join(f"`{c}`" for c, _ in station_minute_columns(parameters))
+    return f"""
+INSERT INTO station_minutes_sink
+SELECT 'jw.station_minute.v1', station_id, region, medium, minute_ms - 60000, minute_ms, {cols}
+FROM station_minutes"""
+
+
 def _insert_station_clock_hours(parameters: tuple[str, ...]) -> str:
     cols = ", ".join(c for c, _ in clock_hour_columns(parameters))
     return f"""
@@ -458,7 +480,8 @@ def revision_views(opts: JobOptions) -> list[str]:
         f"""
 CREATE TEMPORARY VIEW kept AS
 SELECT station_id, region, medium, `parameter`, unit, {_epoch_ms('d_start')} AS minute_ms, d_time, reading_id, `value`, copies, corrected
-FROM distinct_readings""",
+FROM distinct_readings
+WHERE valid""",
         f"""
 CREATE TEMPORARY VIEW revisable AS
 SELECT station_id, region, medium, `parameter`, unit, event_time - MOD(event_time, 60000) AS minute_ms, ts, reading_id, `value`,
@@ -499,18 +522,19 @@ GROUP BY station_id, `parameter`, minute_ms  -- the sink's key (region, medium a
 HAVING SUM(late_copies) > 0  -- parameters that came along with another's late reading"""
 
 
-OUTPUTS = ("late", "aligned", "revisions", "rolling", "station_hours", "station_clock_hours")
+OUTPUTS = ("late", "aligned", "revisions", "rolling", "station_hours", "station_clock_hours", "station_minutes")
 # The per-parameter rolling hour (jw.readings.rolling1h) is opt-in: it writes as many records
 # as the one-minute output and cost ~40% of the job's throughput (17k -> 30k readings/s
 # without it, bench 2026-11-22); station_hours carries the same rolling means of every
 # index parameter, and the sink stores those.
-DEFAULT_OUTPUTS = ("late", "aligned", "revisions", "station_hours", "station_clock_hours")
+# station_minutes (calibrated, QC-flagged, with provenance) exists only when the job calibrates.
+DEFAULT_OUTPUTS = ("late", "aligned", "revisions", "station_hours", "station_clock_hours", "station_minutes")
 
 
 def statements(opts: JobOptions, outputs: tuple[str, ...] = DEFAULT_OUTPUTS) -> tuple[list[str], list[str]]:
     """(DDL and views to execute first, INSERTs to run together as one job) for the chosen outputs."""
     ddl = [source_ddl(opts), *sink_ddls(opts), on_time_view(), DISTINCT_VIEW, MINUTE_VIEW, ROLLING_VIEW, *revision_views(opts),
-           *_station_views(INDEX_PARAMETERS), *_clock_views(INDEX_PARAMETERS)]
+           *_station_views(INDEX_PARAMETERS, opts.calibrate), *_clock_views(INDEX_PARAMETERS)]
     inserts = {
         "late": insert_late(opts),
         "aligned": insert_minutes(opts),
@@ -518,11 +542,13 @@ def statements(opts: JobOptions, outputs: tuple[str, ...] = DEFAULT_OUTPUTS) -> 
         "rolling": insert_rolling(opts),
         "station_hours": _insert_station_hours(INDEX_PARAMETERS),
         "station_clock_hours": _insert_station_clock_hours(INDEX_PARAMETERS),
+        "station_minutes": _insert_station_minutes(INDEX_PARAMETERS),
     }
     unknown = set(outputs) - set(inserts)
     if unknown or not outputs:
         raise ValueError(f"outputs must be a non-empty subset of {OUTPUTS}, got {outputs}")
     # Without allowed lateness nothing can revise: no revision branch at all, so no join holding
     # every reading (alternating tp.py runs on a loaded machine: 32-34k readings/s without it, 19-30k with it).
-    chosen = [o for o in OUTPUTS if o in outputs and not (o == "revisions" and opts.allowed_lateness_min == 0)]
+    chosen = [o for o in OUTPUTS if o in outputs and not (o == "revisions" and opts.allowed_lateness_min == 0)
+              and not (o == "station_minutes" and not opts.calibrate)]
     return ddl, [inserts[o] for o in chosen]

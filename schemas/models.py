@@ -145,6 +145,19 @@ class StationHour(TypedDict):
     wind_dir_minutes: int
 
 
+class StationMinute(TypedDict):
+    """Fixed fields; plus per index parameter <p>_raw, <p> (float | None), <p>_model (str | None), <p>_qc (int | None)."""
+
+    schema: Literal["jw.station_minute.v1"]
+    station_id: str
+    region: str
+    medium: Literal["air", "water"]
+    window_start: int
+    window_end: int
+    rh: float | None
+    temp: float | None
+
+
 class StationClockHour(TypedDict):
     """Fixed fields; plus per index parameter <p>_mean, <p>_minutes, <p>_24h_mean (float | None), <p>_24h_hours."""
 
@@ -267,6 +280,7 @@ SCHEMA_FILES: dict[str, str] = {
     "index": "index.v2.schema.json",
     "station_hour": "station_hour.v2.schema.json",
     "station_clock_hour": "station_clock_hour.v1.schema.json",
+    "station_minute": "station_minute.v1.schema.json",
     "alert": "alert.v2.schema.json",
     "tier_rules_update": "tier_rules_update.v1.schema.json",
     "apportionment_progress": "apportionment_progress.v1.schema.json",
@@ -286,6 +300,7 @@ TYPED: dict[str, type] = {
     "index": Index,
     "station_hour": StationHour,
     "station_clock_hour": StationClockHour,
+    "station_minute": StationMinute,
     "alert": Alert,
     "tier_rules_update": TierRulesUpdate,
     "apportionment_progress": ApportionmentProgress,

@@ -7,6 +7,7 @@ to provision device credentials and ACLs, the simulator to place its stations.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,10 @@ from schemas.errors import ConfigError, read_yaml
 from schemas.parameters import PARAMETERS, Medium
 
 ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{1,31}$")  # safe in MQTT topics, usernames, tags
+# A co-located pair must sample the same air or water: a drift check against the partner
+# assumes it, and the simulator gives both the same truth.
+COLOCATION_MAX_KM = 1.0
+EARTH_RADIUS_KM = 6371.0088  # IUGG mean radius
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,7 @@ class Station:
     parameters: tuple[str, ...]
     river_km: float | None = None  # distance along the river from its first section (water only)
     sampling_s: int = 60  # the device's reporting interval: what a window's expected count is made of
+    colocated_with: str | None = None  # a (reference) station of the same medium within COLOCATION_MAX_KM
 
 
 @dataclass(frozen=True)
@@ -70,6 +76,36 @@ def _sampling(value: Any, file: Path, key: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0 or (60 % value and value % 60):
         raise ConfigError(file, key, f"must be whole seconds dividing 60 or a multiple of 60, got {value!r}")
     return value
+
+
+def distance_km(a: Station, b: Station) -> float:
+    """Great-circle (haversine) distance between two stations."""
+    p1, p2 = math.radians(a.lat), math.radians(b.lat)
+    h = math.sin((p2 - p1) / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(math.radians(b.lon - a.lon) / 2) ** 2
+    return 2 * EARTH_RADIUS_KM * math.asin(math.sqrt(h))
+
+
+def _check_colocation(stations: dict[str, Station], order: list[str], file: Path) -> None:
+    """Every colocated_with names another station of the same medium within COLOCATION_MAX_KM
+    that is not itself co-located (the partner is the reference: no chains)."""
+    for i, sid in enumerate(order):
+        st = stations[sid]
+        target_id = st.colocated_with
+        if target_id is None:
+            continue
+        key = f"stations[{i}].colocated_with"
+        target = stations.get(target_id)
+        if target is None:
+            raise ConfigError(file, key, f"unknown station {target_id!r}")
+        if target_id == sid:
+            raise ConfigError(file, key, f"station {sid} cannot be co-located with itself")
+        if target.medium != st.medium:
+            raise ConfigError(file, key, f"{target_id} is a {target.medium} station, {sid} is {st.medium}: co-located stations must share the medium")
+        if target.colocated_with is not None:
+            raise ConfigError(file, key, f"{target_id} is itself co-located with {target.colocated_with}: name that station instead")
+        d = distance_km(st, target)
+        if d > COLOCATION_MAX_KM:
+            raise ConfigError(file, key, f"{target_id} is {d:.2f} km from {sid}; co-located stations must be within {COLOCATION_MAX_KM:g} km")
 
 
 def parse_network(doc: Any, file: Path) -> Network:
@@ -121,7 +157,11 @@ def parse_network(doc: Any, file: Path) -> Network:
         river_km = s.get("river_km")
         if medium == "water" and not isinstance(river_km, (int, float)):
             raise ConfigError(file, f"{where}.river_km", "is required for water stations (number, km from the first section)")
-        stations[sid] = Station(sid, region, medium, lat, lon, tz, tuple(params), None if river_km is None else float(river_km), sampling)
+        colocated = s.get("colocated_with")
+        if colocated is not None and not isinstance(colocated, str):
+            raise ConfigError(file, f"{where}.colocated_with", f"must be a station id, got {type(colocated).__name__} {colocated!r}")
+        stations[sid] = Station(sid, region, medium, lat, lon, tz, tuple(params), None if river_km is None else float(river_km), sampling, colocated)
+    _check_colocation(stations, list(stations), file)  # after the loop: the partner may come later in the file
     return Network(regions, stations, doc.get("river"), str(file))
 
 

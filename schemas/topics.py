@@ -24,6 +24,8 @@ READINGS_HOURLY = Topic("jw.readings.rolling1h", key="station_id", partitions=4)
 # is the current one, so compaction keeps exactly that. Rare, hence one partition.
 READINGS_REVISIONS = Topic("jw.readings.revisions", key="station_id,parameter,window_start", partitions=1, compacted=True)
 STATION_HOURS = Topic("jw.readings.station1h", key="station_id", partitions=2)
+# Calibrated, quality-controlled station minutes with provenance (jw.station_minute.v1).
+STATION_MINUTES = Topic("jw.readings.station1m", key="station_id", partitions=2)
 STATION_CLOCK_HOURS = Topic("jw.readings.station_clock1h", key="station_id", partitions=2)  # one per station and clock hour
 INDICES = Topic("jw.indices", key="station_id", partitions=2)
 ALERTS = Topic("jw.alerts", key="region", partitions=2)
@@ -55,6 +57,7 @@ ALL_TOPICS: tuple[Topic, ...] = (
     READINGS_REVISIONS,
     READINGS_HOURLY,
     STATION_HOURS,
+    STATION_MINUTES,
     STATION_CLOCK_HOURS,
     INDICES,
     ALERTS,

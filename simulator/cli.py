@@ -12,13 +12,15 @@ from types import FrameType
 
 import click
 
+from calibration.registry import load_registry
 from jointwatch.cli_options import stack_options
 from jointwatch.settings import load_settings
 from jointwatch.stack.secrets import load_secrets
 from schemas.errors import ConfigError
 from schemas.network import load_network
 from simulator.publisher import DEFAULT_RATE, BrokerError, publish
-from simulator.scenario import ScenarioConfig, faulty_stations, iter_device_steps
+from simulator.scenario import DEFAULT_CALIBRATION_FILE, ScenarioConfig, check_drift, faulty_stations, iter_device_steps
+from simulator.sensors import SensorDrift, parse_drift
 
 DEFAULT_START = "2026-11-22T00:00:00Z"
 DRY_RUN_STEPS = 60
@@ -34,6 +36,16 @@ def _start_ms(value: str) -> int:
     return int(t.timestamp() * 1000)
 
 
+def _drifts(specs: tuple[str, ...]) -> tuple[SensorDrift, ...]:
+    out = []
+    for spec in specs:
+        try:
+            out.append(parse_drift(spec))
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--drift") from None
+    return tuple(out)
+
+
 @click.command("simulate")
 @stack_options
 @click.option("--host", default="127.0.0.1", show_default=True, help="MQTT broker host.")
@@ -45,6 +57,12 @@ def _start_ms(value: str) -> int:
 @click.option("--duration", type=click.FloatRange(min=0, min_open=True), help="Stop after this many wall-clock seconds.")
 @click.option("--rate", type=click.FloatRange(min=0, min_open=True), help=f"Pace by messages per wall second (default {DEFAULT_RATE:.0f} unless --speed).")
 @click.option("--speed", type=click.FloatRange(min=0, min_open=True), help="Pace by sim seconds per wall second, e.g. 60 = one sim minute per second.")
+@click.option("--calibration", "calibration_file", type=click.Path(dir_okay=False, path_type=Path), default=DEFAULT_CALIBRATION_FILE,
+              help="Calibration registry (default config/calibration.yaml): each sensor listed there sends the raw value that its model in effect at the reading's time maps back to what a reference analyzer would read.")
+@click.option("--no-calibration", is_flag=True, help="Ignore the registry: every device sends the reference reading itself.")
+@click.option("--drift", "drift_specs", multiple=True, metavar="STATION/PARAM:GAIN:DAYS[:START]",
+              help="Let a sensor drift (repeatable): its raw output is multiplied by 1 + GAIN*clamp((t - START)/DAYS, 0, 1), "
+                   "e.g. c-a11/pm25:0.2:14 = +20% over 14 days. START: ISO-8601 (naive = UTC) or epoch ms; default --start.")
 @click.option("--dry-run", is_flag=True, help=f"Print the payloads as JSON lines to stdout instead of publishing (no broker; default {DRY_RUN_STEPS} steps).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def simulate(
@@ -60,31 +78,51 @@ def simulate(
     duration: float | None,
     rate: float | None,
     speed: float | None,
+    calibration_file: Path,
+    no_calibration: bool,
+    drift_specs: tuple[str, ...],
     dry_run: bool,
     no_progress: bool,
 ) -> None:
     """Simulate the station network and publish it over MQTT, one client per station.
 
-    30 air and 6 water stations in regions north, central and south. About 40 sim
+    31 air and 6 water stations in regions north, central and south (config/network.yaml;
+    c-a11 is a low-cost pod beside the Hulín reference analyzer c-a01). About 40 sim
     minutes after --start an industrial plume from north drifts into central and a
     chemical spill enters the river in north and flows south (at 3 km/h). A few
     devices have clock faults (skewed clocks, local time without zone, epoch ms);
     they are listed on stderr at start.
+
+    Low-cost sensors listed in the calibration registry send raw values (the
+    pipeline's calibration turns them back into reference readings); --drift makes
+    a sensor's raw output drift from its calibration, e.g. against a co-located
+    reference.
 
     \b
     Examples:
       jointwatch simulate --speed 120                 # 2 sim minutes per second, until Ctrl-C
       jointwatch simulate --steps 600 --rate 500      # 10 sim hours as fast as 500 msg/s
       jointwatch simulate --dry-run --steps 2 | head  # look at the payloads
+      jointwatch simulate --speed 240 --drift c-a11/pm25:0.2:14   # the Hulín pod drifts +20% over 14 days
     """
     if rate is not None and speed is not None:
         raise click.UsageError("give --rate or --speed, not both")
     try:
         settings = load_settings(config_file, state_dir=state_dir, port_base=port_base)
         network = load_network(network_file or settings.network_file)
+        if not no_calibration:
+            load_registry(calibration_file, network)  # every listed sensor must exist: say so now, not mid-run
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
-    config = ScenarioConfig(seed=seed, start_ms=_start_ms(start), step_s=step_s)
+    except OSError as exc:
+        raise click.ClickException(f"{calibration_file}: {exc.strerror}") from None
+    drifts = _drifts(drift_specs)
+    try:
+        config = ScenarioConfig(seed=seed, start_ms=_start_ms(start), step_s=step_s,
+                                calibration_file=None if no_calibration else calibration_file, drift=drifts)
+        check_drift(network, config)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--drift") from None
     faults = faulty_stations(network, config)
     click.echo("clock faults: " + ", ".join(f"{sid} {what}" for sid, what in sorted(faults.items())), err=True)
 

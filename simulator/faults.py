@@ -76,7 +76,10 @@ def assign_clocks(network: Network, seed: int, faults: FaultConfig) -> dict[str,
     clocks = {sid: DeviceClock(sid) for sid in ids}
     taken: set[str] = set()
     rng = np.random.default_rng([seed, _STREAM_FAULTS])
-    order = [ids[i] for i in rng.permutation(len(ids))]
+    # The seeded draw skips co-located stations (explicit lists may still name them): adding
+    # a co-located pod then leaves every other station's clock as it was for the same seed.
+    drawable = [sid for sid in ids if network.stations[sid].colocated_with is None]
+    order = [drawable[i] for i in rng.permutation(len(drawable))]
     # Magnitudes and signs are drawn for every slot even when lists are explicit, so
     # overriding one kind of fault does not reshuffle the others.
     minutes = rng.uniform(*faults.skew_minutes, size=max(faults.n_skewed, 1)) * rng.choice([-1.0, 1.0], size=max(faults.n_skewed, 1))
@@ -126,10 +129,13 @@ def _iso(ms: np.ndarray, unit: str) -> np.ndarray:
 
 
 def encode_block(network: Network, block: ScenarioBlock, clocks: dict[str, DeviceClock]) -> list[tuple[int, str, bytes]]:
-    """(step, MQTT topic, payload bytes) for every station and step, sorted by step then station id."""
+    """(step, MQTT topic, payload bytes) for every station and step, sorted by step then station id.
+
+    Devices send their raw values (block.raw: calibration inverse and drift applied), never `measured`.
+    """
     n_st, n_t = len(block.station_ids), len(block.times_ms)
     col = {p: i for i, p in enumerate(block.params)}
-    values = round_sig3(np.nan_to_num(block.measured))
+    values = round_sig3(np.nan_to_num(block.raw))
     gw = np.char.add(_iso(block.times_ms[None, :] + block.gw_delay_ms, "ms"), "Z")  # (S, T)
     topics, cols, ts_cols = [], [], []
     for sid in block.station_ids:

@@ -6,6 +6,13 @@ of the station (or region) id and `block` an absolute index (of steps, or of
 smooth-noise knots). So a step's values never depend on which chunk it was
 generated in, nor on which other stations exist.
 
+Sensors: `measured` is what a reference analyzer at the site would read (truth with
+the instrument's gain, offset and noise); `raw` is what the device sends: the same
+for reference analyzers, the inverse of the calibration registry's model for listed
+low-cost sensors, times a drift factor for drifting ones (simulator/sensors.py).
+A station `colocated_with` another shares its partner's truth and instrument gain
+and offset (it was calibrated against it), with its own noise.
+
 Episodes (ground truth kept per source for source apportionment):
   plume  an industrial source in `north` emits PM2.5/PM10/SO2; stations downwind get
          a Gaussian-plume share, delayed by downwind distance / wind speed.
@@ -16,9 +23,10 @@ Episodes (ground truth kept per source for source apportionment):
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 from scipy.special import erf
@@ -26,11 +34,14 @@ from scipy.special import erf
 from schemas.network import Network
 from schemas.parameters import PARAMETERS
 from simulator.faults import DeviceClock, FaultConfig, assign_clocks, encode_block, utc_offsets_ms
+from simulator.sensors import SensorDrift, raw_output, scenario_registry
 
 PARAMS: tuple[str, ...] = tuple(PARAMETERS)
 P = {p: i for i, p in enumerate(PARAMS)}
 SOURCES: tuple[str, ...] = ("plume", "spill")
 DEFAULT_START_MS = int(datetime(2026, 11, 22, tzinfo=UTC).timestamp() * 1000)
+HOUR_MS = 3_600_000
+DEFAULT_CALIBRATION_FILE = Path(__file__).resolve().parents[1] / "config" / "calibration.yaml"
 
 # Random streams: one id per purpose so adding a draw never shifts another.
 _STATIC, _NOISE, _SLOW, _GW, _WIND = 1, 2, 3, 4, 5
@@ -59,6 +70,9 @@ class ScenarioConfig:
     episode_wind_speed_ms: float = 4.0
     gw_delay_s: tuple[float, float] = (0.2, 2.5)  # device -> gateway transport delay
     faults: FaultConfig = field(default_factory=FaultConfig)
+    # Sensors listed here send raw values its models map back to `measured`; None: every device sends `measured`.
+    calibration_file: Path | None = DEFAULT_CALIBRATION_FILE
+    drift: tuple[SensorDrift, ...] = ()  # drifting sensors (raw output only); a drift's start_ms None = this start_ms
 
     def __post_init__(self) -> None:
         if self.seed < 0:
@@ -69,6 +83,9 @@ class ScenarioConfig:
             raise ValueError("episode durations and river speed must be > 0")
         if not 0 <= self.gw_delay_s[0] <= self.gw_delay_s[1]:
             raise ValueError(f"gw_delay_s must be (low, high) with 0 <= low <= high, got {self.gw_delay_s}")
+        keys = [d.key for d in self.drift]
+        if len(set(keys)) < len(keys):
+            raise ValueError(f"drift lists a sensor twice: {sorted(k for k in set(keys) if keys.count(k) > 1)}")
 
     def time_ms(self, step: int | np.ndarray) -> int | np.ndarray:
         return self.start_ms + np.asarray(step, dtype=np.int64) * (int(self.step_s) * 1000)
@@ -91,7 +108,8 @@ class ScenarioBlock:
     params: tuple[str, ...]
     measures: np.ndarray  # (S, P) bool: the station measures the parameter
     true: np.ndarray  # NaN where not measured
-    measured: np.ndarray  # true * gain + offset + noise, clipped; NaN where not measured
+    measured: np.ndarray  # true * gain + offset + noise, clipped: what a reference analyzer reads; NaN where not measured
+    raw: np.ndarray  # what the device sends (before rounding): calibration inverse and drift applied; NaN where not measured
     contributions: dict[str, np.ndarray]  # source -> amount it added to `true` (0 where none)
     gw_delay_ms: np.ndarray  # (S, T) int64, device -> gateway delay
 
@@ -221,12 +239,36 @@ def _spill_shape(cfg: ScenarioConfig, network: Network, ids: tuple[str, ...], re
     return np.where(downstream[:, None], np.exp(-d / _DILUTION_KM) * _ramped_box(tau, cfg.spill_duration_s, rise), 0.0)
 
 
+def check_drift(network: Network, config: ScenarioConfig) -> None:
+    """ValueError when a drifting sensor is not in the network."""
+    for d in config.drift:
+        st = network.stations.get(d.station_id)
+        if st is None:
+            raise ValueError(f"drift names unknown station {d.station_id!r}")
+        if d.parameter not in st.parameters:
+            raise ValueError(f"drift of {d.key}: station {d.station_id} does not measure {d.parameter!r} (measures {', '.join(st.parameters)})")
+
+
+def _truth_source(network: Network, ids: tuple[str, ...]) -> np.ndarray:
+    """(S,) index of the station whose truth each station shares: its co-location partner, else itself."""
+    out = np.arange(len(ids))
+    for i, sid in enumerate(ids):
+        partner = network.stations[sid].colocated_with
+        if partner is not None:
+            if partner not in ids:
+                raise ValueError(f"station {sid} is co-located with {partner!r}, which is not in the network")
+            out[i] = ids.index(partner)
+    return out
+
+
 def simulate(network: Network, config: ScenarioConfig, step0: int, n_steps: int) -> ScenarioBlock:
-    """True and measured values of every station for steps [step0, step0 + n_steps)."""
+    """True, measured and raw values of every station for steps [step0, step0 + n_steps)."""
     if step0 < 0 or n_steps < 0:
         raise ValueError("step0 and n_steps must be >= 0")
     cfg = config
+    check_drift(network, cfg)
     ids = tuple(sorted(network.stations))
+    share = _truth_source(network, ids)
     sts = [network.stations[s] for s in ids]
     n_s, n_t, n_p = len(ids), n_steps, len(PARAMS)
     k = np.arange(step0, step0 + n_steps, dtype=np.int64)
@@ -254,6 +296,9 @@ def simulate(network: Network, config: ScenarioConfig, step0: int, n_steps: int)
         noise[i] = _draws(cfg.seed, key, _NOISE, k, n_p, _STEP_BLOCK)
         slow_local[i] = _smooth(cfg.seed, key, _SLOW, t_h, 3.0, n_p)
         gw_delay[i] = _draws(cfg.seed, key, _GW, k, 1, _STEP_BLOCK, uniform=True)[:, 0]
+    # A co-located sensor was calibrated against its partner: once calibrated it reads what
+    # the partner reads, up to its own noise (so a drift stage sees no bias until it drifts).
+    gain, offset = gain[share], offset[share]
     regions = sorted(network.regions)
     region_slow = np.stack([_smooth(cfg.seed, _key("region:" + r), _SLOW, t_h, 6.0, n_p) for r in regions])
     slow_region = region_slow[[regions.index(s.region) for s in sts]]  # (S, T, P)
@@ -294,9 +339,11 @@ def simulate(network: Network, config: ScenarioConfig, step0: int, n_steps: int)
     true[:, :, P["tp"]] = b("tp") * np.exp(0.12 * sl("tp"))
     true[:, :, P["water_temp"]] = b("water_temp") + 0.3 * np.cos(2 * np.pi * (solar_h - 16.0) / 24.0) + 0.4 * slow_region[:, :, P["water_temp"]]
 
+    # Co-located stations breathe the same air as their partner: same truth, episodes included.
+    true = true[share]
     contributions = {src: np.zeros((n_s, n_t, n_p)) for src in SOURCES}
-    plume = cfg.plume_strength * _plume_shape(cfg, lat, lon, wind_dir, wind_speed, rel_s)
-    spill = cfg.spill_strength * _spill_shape(cfg, network, ids, rel_s)
+    plume = cfg.plume_strength * _plume_shape(cfg, lat, lon, wind_dir, wind_speed, rel_s)[share]
+    spill = cfg.spill_strength * _spill_shape(cfg, network, ids, rel_s)[share]
     for p, amount in _PLUME.items():
         contributions["plume"][:, :, P[p]] = amount * plume * measures[:, P[p]][:, None]
     for p, amount in _SPILL.items():
@@ -315,15 +362,71 @@ def simulate(network: Network, config: ScenarioConfig, step0: int, n_steps: int)
     hide = ~measures[:, None, :]
     true[np.broadcast_to(hide, true.shape)] = np.nan
     measured[np.broadcast_to(hide, measured.shape)] = np.nan
+    raw = raw_output(measured, measures, ids, PARAMS, t_ms, scenario_registry(cfg.calibration_file), cfg.drift, cfg.start_ms)
     d0, d1 = cfg.gw_delay_s
     gw_ms = np.round((d0 + (d1 - d0) * gw_delay) * 1000.0).astype(np.int64)
-    return ScenarioBlock(step0, t_ms, ids, PARAMS, measures, true, measured, contributions, gw_ms)
+    return ScenarioBlock(step0, t_ms, ids, PARAMS, measures, true, measured, raw, contributions, gw_ms)
 
 
 def simulate_range(network: Network, config: ScenarioConfig, t0_ms: int, t1_ms: int) -> ScenarioBlock:
     """Steps whose true time lies in [t0_ms, t1_ms)."""
     steps = config.steps_between(t0_ms, t1_ms)
     return simulate(network, config, steps.start, len(steps))
+
+
+def subnetwork(network: Network, station_ids: Iterable[str]) -> Network:
+    """The network reduced to these stations and their co-location partners. Simulating it
+    gives those stations the same values as the whole network (random draws are keyed per
+    station), at a fraction of the cost. Water stations' spill needs the river's first
+    section: keep it in `station_ids` for spill values."""
+    keep = set(station_ids)
+    unknown = sorted(keep - set(network.stations))
+    if unknown:
+        raise ValueError(f"unknown stations {unknown}")
+    keep |= {network.stations[s].colocated_with for s in keep} - {None}  # type: ignore[arg-type]
+    stations = {sid: st for sid, st in network.stations.items() if sid in keep}
+    return replace(network, stations=stations)
+
+
+@dataclass(frozen=True, eq=False)
+class PairSeries:
+    """A sensor and its reference side by side, one value per step (NaN-free unless not measured)."""
+
+    times_ms: np.ndarray  # (T,) int64
+    true: np.ndarray  # the sensor site's truth
+    sensor_raw: np.ndarray  # what the sensor sends (calibration inverse, drift), before 3-digit rounding
+    sensor_measured: np.ndarray  # what its calibrated output would be without drift (the registry model of sensor_raw / drift)
+    reference: np.ndarray  # the reference's measured values (what it sends unless the registry lists it)
+    covariates: dict[str, np.ndarray]  # the sensor station's own measured rh and temp (unrounded), where it has them
+
+    def hourly(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(hour start ms, mean) per clock hour of `values` (aligned with times_ms), the input
+        of a drift fit on hourly means; a partial hour at either end is the mean of its steps."""
+        hour = self.times_ms // HOUR_MS
+        starts, idx = np.unique(hour, return_inverse=True)
+        sums, counts = np.bincount(idx, weights=values), np.bincount(idx)
+        return starts * HOUR_MS, sums / counts
+
+
+def pair_series(network: Network, config: ScenarioConfig, station_id: str, parameter: str, t0_ms: int, t1_ms: int, reference_id: str | None = None) -> PairSeries:
+    """Series of a sensor and a reference (default: the station it is co-located with) over
+    [t0_ms, t1_ms), simulating only the two stations: two weeks of minutes take well under a second."""
+    check_drift(network, config)  # against the whole network: the sub-network lacks the others
+    ref = reference_id or network.stations[station_id].colocated_with
+    if ref is None:
+        raise ValueError(f"station {station_id} is not co-located with any station: give reference_id")
+    sub = subnetwork(network, (station_id, ref))
+    cfg = replace(config, drift=tuple(d for d in config.drift if d.station_id in sub.stations))
+    blk = simulate_range(sub, cfg, t0_ms, t1_ms)
+    cov = {c: blk.series(station_id, c) for c in ("rh", "temp") if c in network.stations[station_id].parameters}
+    return PairSeries(
+        blk.times_ms,
+        blk.series(station_id, parameter, "true"),
+        blk.series(station_id, parameter, "raw"),
+        blk.series(station_id, parameter),
+        blk.series(ref, parameter),
+        cov,
+    )
 
 
 def device_clocks(network: Network, config: ScenarioConfig) -> dict[str, DeviceClock]:

@@ -118,3 +118,18 @@ def test_rolling_ols_matches_polyfit_per_window() -> None:
         assert out["r2"][end] == pytest.approx(r * r, rel=1e-9)
         assert out["n"][end] == ok.sum()
     assert np.isnan(out["slope"][1])  # two points are no fit
+
+
+def test_bins_of_any_length_give_the_same_fit_on_their_own_grid() -> None:
+    """The same points read as 10-min bins: the window is 72 bins = 12 h, the coefficients are the hourly ones."""
+    hours, sensor, reference, _ = simulate()
+    hourly = propose("n-a03", "pm25", "n-a01", hours, sensor, reference, CURRENT)
+    starts = START + np.arange(hours.size) * 600_000
+    short = propose("n-a03", "pm25", "n-a01", starts, sensor, reference, CURRENT, settings=DriftSettings(bin_minutes=10))
+    assert hourly is not None and short is not None
+    assert short["window_end"] == int(starts[-1]) + 600_000 and short["window_start"] == short["window_end"] - 72 * 600_000
+    assert short["proposed"]["coefficients"] == hourly["proposed"]["coefficients"] and short["fit"] == hourly["fit"]
+    assert short["proposal_id"] != hourly["proposal_id"]  # another window
+    assert short["proposed"]["description"].endswith("bins of 10 min")
+    with pytest.raises(ValueError, match="min_bins <= window_bins"):
+        DriftSettings(window_bins=24, min_bins=48)

@@ -34,21 +34,35 @@ def test_range_per_parameter() -> None:
 
 
 def alternating(n: int = 40) -> np.ndarray:
-    # 20, 21, 20, 21, ...: any 30-wide window holds 15 of each, so median 20.5 and MAD 0.5
+    # 20, 21, 20, 21, ...: a 30-wide window ending at a new value x holds 14 x 20, 15 x 21 and x
     return np.where(np.arange(n) % 2 == 0, 20.0, 21.0)
 
 
-def test_spike_threshold_from_median_and_mad() -> None:
-    # scale = max(1.4826 * 0.5, 2.0) = 2.0 -> a spike is |x - 20.5| > 6 * 2 = 12
-    for x, trips in ((33.0, True), (32.0, False), (8.0, True), (9.0, False)):
-        v = np.append(alternating(), x)
-        assert spike_flags(v, 30, 6.0, 2.0)[-1] == trips, x
-    # with a small floor the MAD rules: 6 * 1.4826 * 0.5 = 4.4478
-    assert spike_flags(np.append(alternating(), 25.0), 30, 6.0, 0.1)[-1]
-    assert not spike_flags(np.append(alternating(), 24.9), 30, 6.0, 0.1)[-1]
+def test_spike_threshold_from_median_and_iqr() -> None:
+    # x above: median 21, quartiles 20 and 21 (positions 7.25 and 21.75 of 0..29), IQR 1;
+    # scale = max(1 / 1.349, 2.0) = 2.0 -> a spike is |x - 21| > 12
+    for x, trips in ((33.5, True), (33.0, False)):
+        assert spike_flags(np.append(alternating(), x), 30, 6.0, 2.0)[-1] == trips, x
+    # x below: median (20 + 21) / 2 = 20.5 -> a spike is |x - 20.5| > 12
+    for x, trips in ((8.0, True), (9.0, False)):
+        assert spike_flags(np.append(alternating(), x), 30, 6.0, 2.0)[-1] == trips, x
+    # with a small floor the IQR rules: 6 * 1 / 1.349 = 4.448
+    assert spike_flags(np.append(alternating(), 25.5), 30, 6.0, 0.1)[-1]
+    assert not spike_flags(np.append(alternating(), 25.4), 30, 6.0, 0.1)[-1]
     # the baseline itself never trips, and readings without a full window are not judged
     assert not spike_flags(alternating(), 30, 6.0, 2.0).any()
     assert not spike_flags(np.array([20.0] * 5 + [500.0]), 30, 6.0, 2.0).any()
+    assert spike_flags(np.array([20.0] * 29 + [500.0]), 30, 6.0, 2.0)[-1]  # 29 before it: a full window
+
+
+def test_a_level_shift_is_a_spike_for_its_first_reading_only() -> None:
+    # a plume arriving and staying: far from the window's median for half a window, but only
+    # the first reading is also far from its predecessor
+    step = np.append(alternating(), np.full(20, 80.0))
+    assert np.flatnonzero(spike_flags(step, 30, 6.0, 2.0)).tolist() == [40]
+    # an isolated wrong value is far from both
+    blip = np.append(alternating(), [80.0, 21.0, 20.0])
+    assert np.flatnonzero(spike_flags(blip, 30, 6.0, 2.0)).tolist() == [40]
 
 
 def test_spike_window_stays_in_its_series_and_skips_nan() -> None:
@@ -114,7 +128,7 @@ def test_qc_flags_combine_every_test() -> None:
     names = [flag_names(int(f)) for f in flags]
     assert names[0] == ["CALIBRATION_MISSING"]
     assert names[40] == ["SPIKE", "RATE"]  # 99: 78.5 > 12 off the median, 78/min > 15
-    assert names[41] == ["RANGE", "SPIKE"]  # 101 > 100; +2/min is no rate problem
+    assert names[41] == ["RANGE"]  # 101 > 100; +2/min is no rate problem, and 2 from its predecessor is no spike
     assert names[42] == ["RATE"]  # back to 21: -80/min, but no spike (window median 21 with 99 and 101 in it)
     assert names[45] == ["FLATLINE", "STATUS"]  # fourth 21 in a row; device in maintenance
     assert all(not x for x in names[1:40])
