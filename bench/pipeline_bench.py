@@ -4,14 +4,20 @@ Prints, from one run:
   1. bridge throughput: readings/s from MQTT publish to Kafka-confirmed (devices -> Mosquitto -> bridge -> Kafka);
   2. raw Kafka consume rate of the same readings (confluent-kafka, one consumer);
   3. Flink alignment throughput on that backlog (aligned one-minute outputs/s, with and without job start-up)
-     and its ratio to the raw consume rate;
+     and its ratio to the raw consume rate: the aligned-only job (--no-calibration);
+  3b. calibration cost (issue 4): the calibrated job (calibration UDF + QC + station minutes, the registry of
+     config/calibration.yaml on its control topic) on a copy of the same backlog in a second namespace, run
+     after (or, --calibrated-first, before) the aligned-only job; readings/s excluding start-up from its first
+     output to its last station minute (calibration and QC done), beside the aligned-only rate; their ratio and
+     whether calibration costs at most 25% of throughput (also like-for-like ratios: aligned topic, all outputs);
   4. window output latency: readings produced straight to Kafka, paced in event time; per one-minute result,
      its Kafka timestamp minus the moment the watermark could pass its window (readings out-of-orderness past
      the window's end were in Kafka on every partition); p50 / p99 over every station, parameter and minute;
   5. alert latency: the simulator paced in event time (--speed), from publishing the reading that completes
      a window escalating yellow -> red to the responder's webhook receiving the alert (p50 over those alerts),
      through index stage, alert stage (state machine, ordering, Kafka transaction) and router.
-Results also go to bench/results/<UTC timestamp>.json. Run with `make bench` (ARGS="--help").
+Results also go to bench/results/<UTC timestamp>.json. Run with `make bench` (ARGS="--help");
+`--only-throughput` runs sections 1-3b only (e.g. `--only-throughput --steps 120` for a quick check).
 """
 
 from __future__ import annotations
@@ -25,13 +31,13 @@ import threading
 import time
 import uuid
 
-from confluent_kafka import TIMESTAMP_CREATE_TIME, Consumer
+from confluent_kafka import TIMESTAMP_CREATE_TIME, TIMESTAMP_NOT_AVAILABLE, Consumer
 
 from alerts.engine import EngineConfig
 from connectors.kafka_io import ensure_topics, message_counts
 
 from jointwatch.settings import REPO_ROOT, load_settings
-from schemas.topics import READINGS_ALIGNED, READINGS_RAW, namespaced
+from schemas.topics import READINGS_ALIGNED, READINGS_RAW, STATION_HOURS, STATION_MINUTES, namespaced
 
 
 def _consume_all(bootstrap: str, topic: str, expected: int | None, quiet_s: float, timeout_s: float) -> tuple[int, float, float, float]:
@@ -60,14 +66,157 @@ def _consume_all(bootstrap: str, topic: str, expected: int | None, quiet_s: floa
     return n, t0, first, last
 
 
-def throughput(stack, steps: int) -> dict:
-    from connectors.mqtt_bridge import MqttKafkaBridge
+def _watch_outputs(bootstrap: str, topics: dict[str, str], quiet_s: float, timeout_s: float, keep: tuple[str, ...] = ()
+                   ) -> tuple[dict[str, dict], dict[str, list[bytes]]]:
+    """Read several output topics from the beginning in one consumer: per label (of `topics`, label -> topic)
+    its count and the perf_counter of its first and last record; stops after `quiet_s` without a record on any
+    of them once something came, or at `timeout_s`. The values of the labels in `keep` are returned too."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-{uuid.uuid4().hex}", "auto.offset.reset": "earliest",
+                  "enable.auto.commit": False, "fetch.max.bytes": 52428800, "queued.max.messages.kbytes": 262144})
+    label = {topic: name for name, topic in topics.items()}
+    seen = {name: {"n": 0, "first": 0.0, "last": 0.0} for name in topics}
+    kept: dict[str, list[bytes]] = {name: [] for name in keep}
+    c.subscribe(list(topics.values()))
+    t0 = time.perf_counter()
+    last_any = 0.0
+    try:
+        while time.perf_counter() < t0 + timeout_s:
+            msgs = c.consume(10000, timeout=0.5)
+            now = time.perf_counter()
+            got = False
+            for m in msgs:
+                if m.error():
+                    continue
+                got = True
+                name = label[m.topic()]
+                w = seen[name]
+                w["first"] = w["first"] or now
+                w["last"] = now
+                w["n"] += 1
+                if name in kept:
+                    kept[name].append(m.value())
+            if got:
+                last_any = now
+            elif last_any and now - last_any > quiet_s:
+                break
+    finally:
+        c.close()
+    return seen, kept
+
+
+def _replay_raw(bootstrap: str, src: str, dst: str) -> tuple[int, float]:
+    """Copy every record of `src` (to the end it has now) to the same partition of `dst`, in order, with
+    key, value, timestamp and headers: the same backlog for a second job. (records, seconds)."""
+    from confluent_kafka import OFFSET_BEGINNING, Producer, TopicPartition
+
+    from connectors.kafka_io import producer_config
+
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-{uuid.uuid4().hex}", "enable.auto.commit": False,
+                  "fetch.max.bytes": 52428800, "queued.max.messages.kbytes": 262144})
+    producer = Producer(producer_config(bootstrap, **{"linger.ms": 20, "batch.num.messages": 10000, "queue.buffering.max.messages": 500000}))
+    errors: list = []
+    t0 = time.perf_counter()
+    n = 0
+    try:
+        parts = list(c.list_topics(src, timeout=10).topics[src].partitions)
+        ends = {p: c.get_watermark_offsets(TopicPartition(src, p), timeout=10)[1] for p in parts}
+        todo = {p for p, end in ends.items() if end > 0}
+        c.assign([TopicPartition(src, p, OFFSET_BEGINNING) for p in parts])
+        while todo:
+            if time.perf_counter() - t0 > 300:
+                raise RuntimeError(f"replaying {src} -> {dst}: partitions {sorted(todo)} not read to their end in 300 s")
+            for m in c.consume(10000, timeout=1.0):
+                if m.error() or m.offset() >= ends[m.partition()]:
+                    continue
+                kind, ts = m.timestamp()
+                while True:
+                    try:
+                        producer.produce(dst, value=m.value(), key=m.key(), partition=m.partition(),
+                                         timestamp=ts if kind != TIMESTAMP_NOT_AVAILABLE else 0, headers=m.headers(),
+                                         on_delivery=lambda err, _m: err and errors.append(err))
+                        break
+                    except BufferError:
+                        producer.poll(0.1)
+                n += 1
+                if m.offset() >= ends[m.partition()] - 1:
+                    todo.discard(m.partition())
+            producer.poll(0)
+        unflushed = producer.flush(120)
+    finally:
+        c.close()
+    if unflushed or errors:
+        raise RuntimeError(f"replaying {src} -> {dst}: {unflushed} unflushed, {len(errors)} failed: {errors[:3]}")
+    return n, time.perf_counter() - t0
+
+
+def _job_run(s, readings: int, calibrated: bool) -> dict:
+    """One embedded job over the namespace's whole raw backlog (earliest offsets). Readings/s excluding start-up:
+    from the job's first output on any watched topic (aligned minutes, station hours, station minutes) to the last
+    aligned minute (as the earlier results: `aligned_readings_per_s`), to the last output of all
+    (`all_outputs_readings_per_s`) and, calibrated, to the last station minute (`station_minutes_readings_per_s`:
+    calibration and QC done)."""
     from jointwatch.stack.flink import start_embedded_job
+
+    topics = {"aligned": namespaced(READINGS_ALIGNED, s.namespace), "station_hours": namespaced(STATION_HOURS, s.namespace)}
+    if calibrated:
+        topics["station_minutes"] = namespaced(STATION_MINUTES, s.namespace)
+    args = ["--startup-mode", "earliest-offset", "--group-id", f"bench-{s.namespace}", *([] if calibrated else ["--no-calibration"])]
+    t_job = time.perf_counter()
+    job = start_embedded_job(s, *args)
+    try:
+        seen, kept = _watch_outputs(s.kafka_bootstrap, topics, 15, 600, keep=("station_minutes",) if calibrated else ())
+    finally:
+        job.stop()
+    if not seen["aligned"]["n"] or (calibrated and not seen["station_minutes"]["n"]):
+        raise RuntimeError(f"{'calibrated' if calibrated else 'aligned-only'} job wrote {seen}; job log:\n{job.tail()}")
+    first = min(w["first"] for w in seen.values() if w["n"])
+    last = max(w["last"] for w in seen.values())
+    rate = lambda t_end: readings / (t_end - first) if t_end > first else float("nan")  # noqa: E731
+    out = {
+        "namespace": s.namespace,
+        "startup_s": first - t_job,
+        "aligned_outputs": seen["aligned"]["n"],
+        "station_hour_outputs": seen["station_hours"]["n"],
+        "aligned_readings_per_s": readings / (seen["aligned"]["last"] - seen["aligned"]["first"]),
+        "all_outputs_readings_per_s": rate(last),
+        "readings_per_s_incl_startup": readings / (last - t_job),
+    }
+    if calibrated:
+        calibrated_values, sensors, flagged = 0, set(), 0
+        for raw in kept["station_minutes"]:
+            d = json.loads(raw)
+            for k, v in d.items():
+                if k.endswith("_model") and v:
+                    calibrated_values += 1
+                    sensors.add((d["station_id"], k[: -len("_model")]))
+                elif k.endswith("_qc") and v:
+                    flagged += 1
+        out.update({
+            "station_minute_outputs": seen["station_minutes"]["n"],
+            "station_minutes_readings_per_s": rate(seen["station_minutes"]["last"]),
+            "station_minutes_lag_after_aligned_s": seen["station_minutes"]["last"] - seen["aligned"]["last"],
+            "calibrated_values": calibrated_values,
+            "calibrated_sensors_seen": len(sensors),
+            "qc_flagged_values": flagged,
+        })
+    return out
+
+
+def throughput(stack, steps: int, calibrated_first: bool = False) -> dict:
+    """Bridge, raw consume, and the job twice on the same backlog, one after the other: aligned-only
+    (--no-calibration) in the namespace the bridge filled, calibrated (UDF + QC + station minutes, the registry
+    of config/calibration.yaml on its control topic) in a second namespace holding a copy of the same raw records."""
+    from calibration.control_topic import publish as publish_registry
+    from calibration.registry import load_registry
+    from connectors.mqtt_bridge import MqttKafkaBridge
     from simulator.publisher import publish
     from simulator.scenario import ScenarioConfig
 
-    s = stack.settings.with_(namespace=f"bench{uuid.uuid4().hex[:6]}")
+    ns = uuid.uuid4().hex[:6]
+    s = stack.settings.with_(namespace=f"bench{ns}")
+    s_cal = stack.settings.with_(namespace=f"benchcal{ns}")
     ensure_topics(s.kafka_bootstrap, namespace=s.namespace)
+    ensure_topics(s.kafka_bootstrap, namespace=s_cal.namespace)
     net = stack.network
     per_step = sum(len(st.parameters) for st in net.stations.values())
     expected = steps * per_step
@@ -90,22 +239,48 @@ def throughput(stack, steps: int) -> dict:
     n_raw, t_start, _, t_last = _consume_all(s.kafka_bootstrap, raw, expected, 5, 120)
     raw_rate = n_raw / (t_last - t_start)
 
-    t_job = time.perf_counter()
-    job = start_embedded_job(s, "--startup-mode", "earliest-offset")
-    try:
-        n_out, _, t_first, t_last = _consume_all(s.kafka_bootstrap, namespaced(READINGS_ALIGNED, s.namespace), None, 15, 600)
-    finally:
-        job.stop()
+    # The same backlog for the calibrated job, and its registry, before either job runs (nothing else competes for the CPU then).
+    n_copied, copy_s = _replay_raw(s.kafka_bootstrap, raw, namespaced(READINGS_RAW, s_cal.namespace))
+    copied = message_counts(s.kafka_bootstrap, [READINGS_RAW], s_cal.namespace)[READINGS_RAW.name]
+    if n_copied != n_raw or copied != n_raw:
+        raise RuntimeError(f"replay copied {n_copied} records ({copied} on the topic) of {n_raw}")
+    registry = load_registry(REPO_ROOT / "config" / "calibration.yaml", net)
+    publish_registry(s.kafka_bootstrap, registry.messages(), s_cal.namespace)
+
+    runs: dict[str, dict] = {}
+    for calibrated in ((True, False) if calibrated_first else (False, True)):
+        runs["calibrated" if calibrated else "aligned_only"] = _job_run(s_cal if calibrated else s, expected, calibrated)
+    plain, cal = runs["aligned_only"], runs["calibrated"]
+    cal.update({"registry_sensors": len(registry.sensors), "registry_versions": len(registry.entries)})
+    # Issue 4: calibrated readings/s through the job (until its last calibrated, QC'd station minute) against
+    # the aligned-only rate (until its last aligned minute); calibration may cost at most 25%.
+    ratio = cal["station_minutes_readings_per_s"] / plain["aligned_readings_per_s"]
     return {
         "messages": stats.published,
         "readings": expected,
         "bridge_readings_per_s": expected / bridge_s,
         "bridge_messages_per_s": stats.published / bridge_s,
         "raw_consume_readings_per_s": raw_rate,
-        "aligned_outputs": n_out,
-        "flink_readings_per_s_excl_startup": expected / (t_last - t_first) if t_last > t_first else float("nan"),
-        "flink_readings_per_s_incl_startup": expected / (t_last - t_job),
-        "flink_startup_s": t_first - t_job,
+        "replay_readings_per_s": n_copied / copy_s,
+        # the aligned-only job, measured as in the earlier results (first to last aligned minute)
+        "aligned_outputs": plain["aligned_outputs"],
+        "flink_readings_per_s_excl_startup": plain["aligned_readings_per_s"],
+        "flink_readings_per_s_incl_startup": plain["readings_per_s_incl_startup"],
+        "flink_startup_s": plain["startup_s"],
+        "calibration": {
+            "order": "calibrated first" if calibrated_first else "aligned-only first",
+            "aligned_only": plain,
+            "calibrated": cal,
+            "aligned_only_readings_per_s": plain["aligned_readings_per_s"],
+            "calibrated_readings_per_s": cal["station_minutes_readings_per_s"],
+            "calibrated_to_aligned_only_ratio": ratio,
+            # like for like: each job's aligned topic; each job's last output of all
+            "aligned_topic_ratio": cal["aligned_readings_per_s"] / plain["aligned_readings_per_s"],
+            "all_outputs_ratio": cal["all_outputs_readings_per_s"] / plain["all_outputs_readings_per_s"],
+            "calibration_cost": 1 - ratio,
+            "cost_target": 0.25,
+            "cost_target_met": bool(ratio >= 0.75),
+        },
     }
 
 
@@ -224,7 +399,10 @@ def main() -> None:
     p.add_argument("--latency-steps", type=int, default=200, help="enough for the plume's first yellow -> red escalation (red needs AQI > 200 over 2 h)")
     p.add_argument("--window-minutes", type=int, default=6, help="event-time minutes paced for the window output latency")
     p.add_argument("--port-base", type=int, default=26000)
-    p.add_argument("--skip-latency", action="store_true")
+    p.add_argument("--skip-latency", action="store_true", help="skip the window and alert latency sections (4, 5)")
+    p.add_argument("--only-throughput", action="store_true", help="run only the throughput sections (1-3b); same as --skip-latency")
+    p.add_argument("--calibrated-first", action="store_true",
+                   help="run the calibrated job before the aligned-only one (to control for warm-up and order)")
     args = p.parse_args()
 
     from jointwatch.stack.local import LocalStack
@@ -233,10 +411,14 @@ def main() -> None:
     shutil.rmtree(state, ignore_errors=True)
     results: dict = {"machine": f"{os.cpu_count()} cores", "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     with LocalStack(load_settings(state_dir=state, port_base=args.port_base)) as stack:
-        results["throughput"] = throughput(stack, args.steps)
+        results["throughput"] = throughput(stack, args.steps, args.calibrated_first)
         t = results["throughput"]
         t["flink_to_raw_consume_ratio"] = t["flink_readings_per_s_excl_startup"] / t["raw_consume_readings_per_s"]
-        if not args.skip_latency:
+        c = t["calibration"]
+        print(f"aligned-only {c['aligned_only_readings_per_s']:,.0f} readings/s, calibrated {c['calibrated_readings_per_s']:,.0f} "
+              f"readings/s ({c['order']}): ratio {c['calibrated_to_aligned_only_ratio']:.2f}, cost {c['calibration_cost']:.0%} "
+              f"-> target <= 25% {'met' if c['cost_target_met'] else 'NOT met'}")
+        if not (args.skip_latency or args.only_throughput):
             results["window_latency"] = window_latency(stack, args.window_minutes)
             results["latency"] = latency(stack, args.speed, args.latency_steps)
     print(json.dumps(results, indent=2))

@@ -1,4 +1,4 @@
-"""The InfluxDB sink: aggregates and alerts from Kafka into InfluxDB, committed after the write.
+"""The InfluxDB sink: aggregates, station hours and minutes, indices, alerts and apportionment from Kafka into InfluxDB, committed after the write.
 
 A point's measurement, tags and time identify it, so writing it again
 overwrites it: re-processing after a crash (offsets not yet committed) is
@@ -10,6 +10,7 @@ token "user:password") and InfluxDB 2.x alike.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections import OrderedDict
@@ -24,11 +25,14 @@ from prometheus_client import Counter, Histogram
 from urllib3.exceptions import HTTPError
 
 from connectors.kafka_io import DecodeError, consumer_config, decode_json, ensure_topics, position, where
+from jobs.validity import INDEX_PARAMETERS
 from jointwatch.settings import Settings
 from jointwatch.stack.secrets import Secrets
 from schemas.apportionment import Apportionment
-from schemas.models import Aggregate, Alert, Index, StationHour, is_progress, validation_errors
-from schemas.topics import ALERTS, APPORTIONMENT, INDICES, READINGS_ALIGNED, READINGS_HOURLY, READINGS_REVISIONS, STATION_HOURS, Topic, namespaced
+from schemas.models import Aggregate, Alert, Index, StationHour, StationMinute, is_progress, validation_errors
+from schemas.topics import (
+    ALERTS, APPORTIONMENT, INDICES, READINGS_ALIGNED, READINGS_HOURLY, READINGS_REVISIONS, STATION_HOURS, STATION_MINUTES, Topic, namespaced,
+)
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +40,7 @@ DEFAULT_GROUP_ID = "jw-influx-sink"
 
 MESSAGES_CONSUMED = Counter("jw_sink_messages_consumed", "Kafka messages read", ["topic"])
 INVALID_MESSAGES = Counter("jw_sink_invalid_messages", "Messages skipped: not JSON or not matching their schema", ["topic"])
+EMPTY_RECORDS = Counter("jw_sink_empty_records", "Valid records skipped: nothing to store (every field null)", ["topic"])
 POINTS_WRITTEN = Counter("jw_sink_points_written", "Points acknowledged by InfluxDB")
 POINTS_REJECTED = Counter("jw_sink_points_rejected", "Points InfluxDB refused as malformed (HTTP 400), skipped")
 WRITE_FAILURES = Counter("jw_sink_write_failures", "Failed batch writes (retried; offsets not committed meanwhile)")
@@ -163,12 +168,42 @@ def apportionment_point(rec: Apportionment) -> Point:
     return point
 
 
-# Topic -> (schema the messages must match, conversion).
-CONVERSIONS: dict[Topic, tuple[str, Callable[[Any], Point]]] = {
+def _present(value: Any) -> bool:
+    """Not null, and not a non-finite float (JSON NaN/Infinity), which line protocol cannot carry."""
+    return value is not None and not (isinstance(value, float) and not math.isfinite(value))
+
+
+def station_minute_point(minute: StationMinute) -> Point | None:
+    """Measurement 'station_minute' at window_end, one series per station: per index parameter p with
+    data its calibrated value `p`, the measured minute mean `p_raw`, the QC bitmask `p_qc` (integer,
+    calibration/qc.py QcFlag) and the model applied `p_model` ('model_id@version', a string field:
+    provenance, not a tag, to keep series cardinality down), and the rh / temp covariates. Null fields
+    are left out (a value without calibration has `p_raw` and `p_qc` only; a parameter with only
+    invalid-status readings has `p_qc` only); None when no field is left (nothing to store)."""
+    point = Point("station_minute").tag("station_id", minute["station_id"]).tag("region", minute["region"]).tag("medium", minute["medium"])
+    doc: dict[str, Any] = minute  # type: ignore[assignment]  # the per-parameter keys are not in the TypedDict
+    fields = 0
+    for name in ("rh", "temp"):
+        if _present(doc[name]):
+            point.field(name, float(doc[name]))
+            fields += 1
+    for p in INDEX_PARAMETERS:
+        # float(): JSON may carry 35 for 35.0, and InfluxDB fixes a field's type at first write.
+        for key, kind in ((p, float), (f"{p}_raw", float), (f"{p}_qc", int), (f"{p}_model", str)):
+            value = doc.get(key)
+            if _present(value):
+                point.field(key, kind(value))
+                fields += 1
+    return point.time(minute["window_end"], WritePrecision.MS) if fields else None
+
+
+# Topic -> (schema the messages must match, conversion; a conversion returning None has nothing to store).
+CONVERSIONS: dict[Topic, tuple[str, Callable[[Any], Point | None]]] = {
     READINGS_ALIGNED: ("aggregate", aggregate_point),
     READINGS_REVISIONS: ("aggregate", aggregate_point),
     READINGS_HOURLY: ("aggregate", aggregate_point),
     STATION_HOURS: ("station_hour", station_hour_point),
+    STATION_MINUTES: ("station_minute", station_minute_point),
     INDICES: ("index", index_point),
     ALERTS: ("alert", alert_point),
     APPORTIONMENT: ("apportionment", apportionment_point),
@@ -201,9 +236,14 @@ class Versions:
 MARKERS: dict[Topic, Callable[[Any], bool]] = {APPORTIONMENT: is_progress}
 
 
+def is_marker(topic: Topic, doc: Any) -> bool:
+    return topic in MARKERS and MARKERS[topic](doc)
+
+
 def to_point(topic: Topic, doc: Any) -> Point | None:
-    """Validate a decoded message of `topic` and convert it (None for a marker); ValueError says why it is invalid."""
-    if topic in MARKERS and MARKERS[topic](doc):
+    """Validate a decoded message of `topic` and convert it (None for a marker or a record with nothing
+    to store); ValueError says why it is invalid."""
+    if is_marker(topic, doc):
         return None
     schema, convert = CONVERSIONS[topic]
     errors = validation_errors(schema, doc)
@@ -276,6 +316,9 @@ class InfluxSink:
                 doc = decode_json(msg.value())
                 point = to_point(topic, doc)
                 if point is None:
+                    if not is_marker(topic, doc):
+                        EMPTY_RECORDS.labels(topic.name).inc()
+                        log.debug("skipped %s: no field to store (every value null)", where(msg))
                     continue
                 if CONVERSIONS[topic][0] == "aggregate" and self._versions.supersedes(doc):
                     SUPERSEDED.inc()

@@ -40,6 +40,7 @@ def demo(state_dir: Path, port_base: int | None, duration: float | None, speed: 
     from schemas.errors import ConfigError
     from simulator.publisher import publish
     from simulator.scenario import ScenarioConfig, faulty_stations
+    from simulator.sensors import SensorDrift
 
     for name in ("alerts", "connectors", "jointwatch"):  # the demo narrates; services log only problems
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -83,9 +84,12 @@ def demo(state_dir: Path, port_base: int | None, duration: float | None, speed: 
             ).start()
             for region in net.regions
         ]
-        config = ScenarioConfig(seed=seed)
+        # The pod beside Hulín's reference analyzer has drifted +20% over the two weeks before the run.
+        drifting = SensorDrift(DRIFTING[0], DRIFTING[1], 0.20, 14, start_ms=ScenarioConfig().start_ms - 14 * 86_400_000)
+        config = ScenarioConfig(seed=seed, drift=(drifting,))
         say(f"network: {len(net.regions)} regions, {len(net.stations)} stations; device clock faults: {faulty_stations(net, config)}")
-        with Services(settings, stack.secrets, net, routing, metrics=True) as services:
+        drift = _demo_drift(settings, net)
+        with Services(settings, stack.secrets, net, routing, metrics=True, drift=drift) as services:
             say(f"bridge, router, sink up (metrics: http://127.0.0.1:{settings.port('metrics_port')}/metrics); "
                 f"Flink job starting; simulator at {speed:.0f}x, plume and spill from sim minute {config.plume_start_s / 60:.0f}", fg="cyan")
             _send_bad_input(settings, stack.secrets, net, say)
@@ -93,6 +97,10 @@ def demo(state_dir: Path, port_base: int | None, duration: float | None, speed: 
             health.start()
             origins = threading.Thread(target=_show_apportionment, args=(settings, services.stop, say), daemon=True)
             origins.start()
+            corrected = threading.Thread(target=_show_calibration, args=(settings, services.stop, say), daemon=True)
+            corrected.start()
+            proposals = threading.Thread(target=_show_proposals, args=(settings, drift[0], services.stop, say), daemon=True)
+            proposals.start()
             sim = threading.Thread(
                 target=publish, args=(net, config),
                 kwargs=dict(secrets=stack.secrets, port=settings.mqtt_port, speed=speed, stop=services.stop),
@@ -108,8 +116,8 @@ def demo(state_dir: Path, port_base: int | None, duration: float | None, speed: 
             say("shutting down ...", fg="cyan")
             services.stop.set()
             sim.join(15)
-            health.join(5)
-            origins.join(5)
+            for t in (health, origins, corrected, proposals):
+                t.join(5)
             _summary(settings, stack.secrets, len(server.received.items()), say)
         for c in consoles:
             c.stop()
@@ -182,6 +190,63 @@ def _show_apportionment(settings: Settings, stop: threading.Event, say: Callable
     _follow(settings, APPORTIONMENT, stop, show)
 
 
+DRIFTING = ("c-a11", "pm25")  # config/network.yaml: colocated_with c-a01; config/calibration.yaml: linear gain 0.75, offset -1.5
+
+
+def _demo_drift(settings: Settings, net) -> tuple:
+    """The calibration file's drift pairs, with time compressed for a demo of minutes: 10-minute
+    bins, a 3-hour window (>= 2 h of valid bins), evaluated every 30 minutes of event time, and a
+    stricter fit.
+    (The shipped settings, hourly bins over 3 days, need days of data.)"""
+    from dataclasses import replace
+
+    from calibration.drift_config import load_drift
+
+    config, pairs = load_drift(settings.calibration_file, net)
+    # r2 >= 0.9: a 3-hour window without an episode spans little range, and a noise-dominated fit
+    # (r2 ~0.8) of a pod that has not drifted could propose a change
+    settings_ = replace(config.settings, bin_minutes=10, window_bins=18, min_bins=12, min_r2=0.9)
+    return replace(config, settings=settings_, min_minutes_per_bin=8, every_bins=3), pairs
+
+
+def _show_calibration(settings: Settings, stop: threading.Event, say: Callable[..., None]) -> None:
+    """The first calibrated minute of every sensor the registry corrects: raw -> calibrated, and the model."""
+    from jobs.validity import INDEX_PARAMETERS
+    from schemas.parameters import PARAMETERS
+    from schemas.topics import STATION_MINUTES
+
+    shown: set[str] = set()
+
+    def show(m: dict) -> None:
+        for p in INDEX_PARAMETERS:
+            key = f"{m['station_id']}/{p}"
+            if m.get(f"{p}_model") and key not in shown and m.get(p) is not None:
+                shown.add(key)
+                rh = "" if m["rh"] is None else f", rh {m['rh']:.0f}%"
+                say(f"  [calibration] {key} at {_utc(m['window_start'])}: raw {m[f'{p}_raw']:.1f} -> {m[p]:.1f} {PARAMETERS[p].unit} "
+                    f"({m[f'{p}_model']}{rh}, QC flags {m[f'{p}_qc']})", fg="blue")
+
+    _follow(settings, STATION_MINUTES, stop, show)
+
+
+def _show_proposals(settings: Settings, drift, stop: threading.Event, say: Callable[..., None]) -> None:
+    """Each drift proposal, beside the correction the simulated drift calls for."""
+    from schemas.topics import CALIBRATION_PROPOSALS
+
+    gain, offset = 0.75 / 1.20, -1.5  # the registry's model of the pod, over the +20% it has drifted
+
+    def show(pr: dict) -> None:
+        model, fit = pr["proposed"], pr["fit"]
+        coeffs = model.get("coefficients", {})
+        truth = f" (truth for the simulated +20%: gain {gain:.3f}, offset {offset:+.2f})" if (pr["station_id"], pr["parameter"]) == DRIFTING else ""
+        say(f"  [drift proposal {pr['proposal_id']}] {pr['sensor']} vs {pr['reference_station_id']}, "
+            f"{_utc(pr['window_start'])}..{_utc(pr['window_end'])}: {pr['reason']}; proposed gain {coeffs.get('gain', float('nan')):.3f}, "
+            f"offset {coeffs.get('offset', float('nan')):+.2f}, r2 {fit['r2']:.2f} over {fit['n']} bins{truth}; "
+            f"`jointwatch calibration accept {pr['proposal_id']}` to adopt it", fg="yellow")
+
+    _follow(settings, CALIBRATION_PROPOSALS, stop, show)
+
+
 def _summary(settings, secrets, deliveries: int, say) -> None:
     from influxdb_client import InfluxDBClient
 
@@ -191,7 +256,7 @@ def _summary(settings, secrets, deliveries: int, say) -> None:
     counts = message_counts(settings.kafka_bootstrap, ALL_TOPICS)
     say("Kafka: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     with InfluxDBClient(url=settings.influx_url, token=secrets.influx_token, org="-") as client:
-        flux = f'from(bucket: "{settings.influx_db}/autogen") |> range(start: 0) |> filter(fn: (r) => r._field == "mean" or r._field == "alert_id" or r._field == "index_id" or r._field == "record_id") |> group(columns: ["_measurement"]) |> count()'
+        flux = f'from(bucket: "{settings.influx_db}/autogen") |> range(start: 0) |> filter(fn: (r) => r._field == "mean" or r._field == "alert_id" or r._field == "index_id" or r._field == "record_id" or (r._measurement == "station_minute" and (r._field == "temp" or r._field == "ph_raw"))) |> group(columns: ["_measurement"]) |> count()'
         stored = {t.records[0].values["_measurement"]: t.records[0].get_value() for t in client.query_api().query(flux) if t.records}
     say(f"InfluxDB: {stored}; webhook deliveries received: {deliveries}")
 

@@ -1,5 +1,5 @@
 """The pipeline's long-running services in one process: bridge, index stage,
-apportionment stage, alert stage, router and sink threads, plus the Flink job as a child process. Used by the demo, the
+apportionment stage, alert stage, drift stage, router and sink threads, plus the Flink job as a child process. Used by the demo, the
 end-to-end tests and the benchmark, so all three exercise the same wiring."""
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from alerts.router import AlertRouter
 from alerts.routing import Routing
 from alerts.stage import AlertStage
 from apportion.stage import ApportionStage
+from calibration.drift_config import DriftConfig, Pair, load_drift
+from calibration.drift_stage import DriftStage
 from connectors.influx_sink import InfluxSink
 from connectors.kafka_io import ensure_topics
 from connectors.mqtt_bridge import MqttKafkaBridge
@@ -40,6 +42,7 @@ class Services:
     with_job: bool = True
     metrics: bool = False  # serve Prometheus /metrics on the settings' metrics port
     alert_config: EngineConfig = EngineConfig()
+    drift: tuple[DriftConfig, tuple[Pair, ...]] | None = None  # None: the calibration file's drift section
     stop: threading.Event = field(default_factory=threading.Event)
     threads: list[threading.Thread] = field(default_factory=list)
     job: ManagedProcess | None = None
@@ -48,6 +51,7 @@ class Services:
     def start(self) -> "Services":
         s = self.settings
         ensure_topics(s.kafka_bootstrap, namespace=s.namespace)
+        provision_calibration(s, self.network)
         if self.with_job:
             self.job = start_embedded_job(s, *self.job_args)
             log.info("Flink job starting (embedded MiniCluster), log: %s", self.job.log_file)
@@ -57,9 +61,11 @@ class Services:
         self.indexer = IndexStage(s, self.network, group_id=f"jw-index-stage-{s.namespace or 'main'}")
         self.apportioner = ApportionStage(s, self.network, group_id=f"jw-apportion-stage-{s.namespace or 'main'}")
         self.alerter = AlertStage(s, self.network, group_id=f"jw-alert-stage-{s.namespace or 'main'}", config=self.alert_config)
+        drift, pairs = self.drift or load_drift(s.calibration_file, self.network)
+        self.drifter = DriftStage(s, self.network, drift, pairs, group_id=f"jw-drift-stage-{s.namespace or 'main'}")
         stages = (
             ("bridge", self.bridge.run), ("indices", self.indexer.run), ("apportion", self.apportioner.run),
-            ("alerts", self.alerter.run),
+            ("alerts", self.alerter.run), ("drift", self.drifter.run),
             ("router", self.router.run), ("sink", self.sink.run),
         )
         for name, target in stages:
@@ -92,7 +98,7 @@ class Services:
         for t in self.threads:
             t.join(30)
         # Drop the Kafka clients now: librdkafka threads live as long as their objects do.
-        self.bridge = self.indexer = self.apportioner = self.alerter = self.router = self.sink = None  # type: ignore[assignment]
+        self.bridge = self.indexer = self.apportioner = self.alerter = self.drifter = self.router = self.sink = None  # type: ignore[assignment]
         gc.collect()
         if self.job is not None:
             self.job.stop()
@@ -104,3 +110,22 @@ class Services:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def provision_calibration(settings: Settings, network: Network) -> None:
+    """Publish the calibration file's registry to jw.control.calibration before the job starts,
+    as `jointwatch calibration apply --backdate` would: the stack is new or the versions are
+    already there (then nothing is published), so no minute was calibrated by an older registry.
+    A file that rewrites a published version is refused with the reasons (ChangeRefused)."""
+    import time
+
+    from calibration.control import plan_apply, sensor_message
+    from calibration.control_topic import publish, read_registry
+    from calibration.registry import load_registry
+
+    current = read_registry(settings.kafka_bootstrap, settings.namespace)
+    wanted = load_registry(settings.calibration_file, network)
+    changes = plan_apply(wanted, current.registry, int(time.time() * 1000), backdate=True)
+    if changes:
+        publish(settings.kafka_bootstrap, [sensor_message(wanted.registry_id, c.sensor) for c in changes], settings.namespace)
+        log.info("calibration registry %s: published %d sensor histories", settings.calibration_file, len(changes))

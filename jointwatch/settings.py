@@ -39,6 +39,7 @@ class Settings:
     tier_rules_file: Path = REPO_ROOT / "config" / "tier_rules.yaml"
     clock_file: Path = REPO_ROOT / "config" / "clock.yaml"  # the bridge's clock-skew correction
     alignment_file: Path = REPO_ROOT / "config" / "alignment.yaml"  # the job's event-time settings
+    calibration_file: Path = REPO_ROOT / "config" / "calibration.yaml"  # the registry provisioned at start, and drift pairs
     deps_dir: Path = REPO_ROOT / ".deps"
     influx_bin: Path = REPO_ROOT / ".deps" / "bin" / "influxd"
     influx_db: str = "jointwatch"
@@ -88,7 +89,7 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
         values["port_base"] = os.environ["JW_PORT_BASE"]
     values.update({k: v for k, v in overrides.items() if v is not None})
     _check_types(values, "--port-base/JW_PORT_BASE")
-    for key in ("state_dir", "network_file", "routing_file", "tier_rules_file", "clock_file", "alignment_file", "deps_dir", "influx_bin"):
+    for key in ("state_dir", "network_file", "routing_file", "tier_rules_file", "clock_file", "alignment_file", "calibration_file", "deps_dir", "influx_bin"):
         if key in values:
             values[key] = Path(values[key]).expanduser().resolve()
     return Settings(**values)

@@ -16,7 +16,7 @@ from prometheus_client import REGISTRY
 from connectors.influx_sink import InfluxSink
 from connectors.kafka_io import committed_offsets, encode_json, producer_config
 from jointwatch.settings import Settings
-from schemas.topics import ALERTS, READINGS_ALIGNED, READINGS_HOURLY, READINGS_REVISIONS, Topic, namespaced
+from schemas.topics import ALERTS, READINGS_ALIGNED, READINGS_HOURLY, READINGS_REVISIONS, STATION_MINUTES, Topic, namespaced
 from tests.integration import background
 from tests.samples import sample_alert
 
@@ -152,3 +152,60 @@ def test_nothing_is_committed_while_influx_refuses_writes(stack: Any, settings: 
     with running(InfluxSink.create(settings, stack.secrets, group_id=group)):
         wait_until(lambda: committed(settings, group)[READINGS_HOURLY.name] == 1, 60, "commit after recovery")
     assert [r["mean"] for r in rows(settings, stack.secrets.influx_token, "aggregate", station)] == [12.0]
+
+
+def station_minute(station: str, end: int, **over: Any) -> dict[str, Any]:
+    """A jw.station_minute.v1 record as the job writes it: PM2.5 calibrated by a registry model, NO2 measured
+    by an unlisted analyser (calibrated = raw, no model), every other index parameter without a reading."""
+    doc: dict[str, Any] = {
+        "schema": "jw.station_minute.v1", "station_id": station, "region": "north", "medium": "air",
+        "window_start": end - MINUTE, "window_end": end, "rh": 71.0, "temp": 4.5,
+        "pm25_raw": 48.25, "pm25": 41.5, "pm25_model": "colocation-2026-09@2", "pm25_qc": 8,
+        "no2_raw": 30.0, "no2": 30.0, "no2_model": None, "no2_qc": 0,
+    }
+    for p in ("pm10", "so2", "co", "o3", "ph", "do", "codmn", "nh3n", "tp"):
+        doc.update({f"{p}_raw": None, p: None, f"{p}_model": None, f"{p}_qc": None})
+    doc.update(over)
+    return doc
+
+
+def test_station_minutes_are_stored_with_calibration_and_provenance(stack: Any, settings: Settings) -> None:
+    station = f"x-{uuid.uuid4().hex[:8]}"
+    end = (int(time.time() * 1000) // MINUTE) * MINUTE - 10 * MINUTE
+    calibrated = station_minute(station, end - MINUTE)
+    missing = station_minute(station, end, pm25=None, pm25_model=None, pm25_qc=32, rh=None)  # calibration missing: raw and flag only
+    empty = station_minute(station, end + MINUTE, rh=None, temp=None, pm25_raw=None, pm25=None, pm25_model=None, pm25_qc=None,
+                           no2_raw=None, no2=None, no2_qc=None)
+    topic = {"topic": STATION_MINUTES.name}
+    invalid_before = REGISTRY.get_sample_value("jw_sink_invalid_messages_total", topic) or 0
+    empty_before = REGISTRY.get_sample_value("jw_sink_empty_records_total", topic) or 0
+    produce(settings, STATION_MINUTES, [calibrated, b"{broken", {**missing, "pm25_qc": "high"}, missing, empty])
+    group = f"jw-sink-test-{uuid.uuid4().hex[:8]}"
+
+    with running(InfluxSink.create(settings, stack.secrets, group_id=group)):
+        wait_until(lambda: committed_offsets(settings.kafka_bootstrap, group, [STATION_MINUTES], settings.namespace) == {STATION_MINUTES.name: 5},
+                   60, "commits")
+
+    stored = sorted(rows(settings, stack.secrets.influx_token, "station_minute", station), key=lambda r: r["_time"])
+    assert [int(r["_time"].timestamp() * 1000) for r in stored] == [end - MINUTE, end]  # at window_end; the empty minute is not stored
+    first, second = stored
+    assert (first["region"], first["medium"]) == ("north", "air")
+    assert (first["pm25"], first["pm25_raw"], first["pm25_qc"], first["pm25_model"]) == (41.5, 48.25, 8, "colocation-2026-09@2")
+    assert isinstance(first["pm25_qc"], int) and isinstance(first["pm25"], float)
+    assert (first["no2"], first["no2_raw"], first["no2_qc"], first.get("no2_model")) == (30.0, 30.0, 0, None)
+    assert (first["rh"], first["temp"]) == (71.0, 4.5)
+    assert (second.get("pm25"), second["pm25_raw"], second["pm25_qc"], second.get("pm25_model")) == (None, 48.25, 32, None)
+    assert (second.get("rh"), second["temp"]) == (None, 4.5)
+    assert not any(k.startswith(("pm10", "so2", "o3")) for r in stored for k in r)  # parameters without data have no fields
+
+    # The model is a field, not a tag: the series is the station's (station_id, region, medium) whatever the model.
+    (model,) = query(settings, stack.secrets.influx_token, f"""
+        from(bucket: "{settings.influx_db}/autogen")
+          |> range(start: -2d)
+          |> filter(fn: (r) => r._measurement == "station_minute" and r.station_id == "{station}" and r._field == "pm25_model")
+    """)
+    assert model["_value"] == "colocation-2026-09@2"
+    assert {k for k in model if not k.startswith("_") and k not in ("result", "table")} == {"station_id", "region", "medium"}
+
+    assert REGISTRY.get_sample_value("jw_sink_invalid_messages_total", topic) == invalid_before + 2
+    assert REGISTRY.get_sample_value("jw_sink_empty_records_total", topic) == empty_before + 1

@@ -20,7 +20,7 @@ def row(output: str, sensor: str) -> list[str]:
 def test_validate_prints_every_version_with_its_span() -> None:
     result = CliRunner().invoke(main, ["calibration", "validate", REGISTRY], catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    assert "registry demo, 7 sensors, 9 model versions" in result.output
+    assert "registry demo, 9 sensors, 11 model versions" in result.output
     lines = [line for line in result.output.splitlines() if line.startswith("n-a03/pm25 ")]
     # n-a03 changes from EPA 2021 to 2022 at 2026-09-01 00:00 Prague (CEST) = 2026-08-31T22:00Z
     assert re.split(r"\s{2,}", lines[0]) == ["n-a03/pm25", "1", "epa-purpleair-2021", "2025-12-31T23:00:00Z", "2026-08-31T22:00:00Z", "epa_purpleair_2021"]

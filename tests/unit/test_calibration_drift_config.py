@@ -33,13 +33,15 @@ def test_defaults_and_derived_validity_shares() -> None:
     assert (cfg.bin_ms, cfg.every_ms, cfg.slack_ms) == (600_000, 24 * 600_000, 300_000)
 
 
-def test_shipped_file_pairs_the_sensor_with_a_reference_within_5_km() -> None:
+def test_shipped_file_pairs_only_the_colocated_pod() -> None:
     cfg, pairs = load_drift(SHIPPED, NETWORK)
     assert cfg.settings == DriftSettings()  # the shipped section spells out the defaults
-    assert cfg.max_distance_km == 5.0 and cfg.every_bins == 24 and cfg.min_minutes_per_bin == 45
-    assert Pair("n-a03", "pm25", "n-a01", 3.132) in pairs
+    assert cfg.max_distance_km == 1.0 and cfg.every_bins == 24 and cfg.min_minutes_per_bin == 45
+    # n-a03 is 3.1 km from n-a01: too far to share its air, so not watched
+    assert {(p.station_id, p.parameter, p.reference_station_id) for p in pairs} == {("c-a11", "pm25", "c-a01"), ("c-a11", "pm10", "c-a01")}
     assert set(load_registry(SHIPPED, NETWORK).sensors) >= DEMO_LISTED  # the drift key does not disturb the registry
-    assert pair_sensors(cfg, FIXED, DEMO_LISTED) == (Pair("n-a03", "pm25", "n-a01", 3.132),)  # the only one within 5 km
+    wider = replace(cfg, max_distance_km=5.0)  # by distance alone, n-a03 would pair with n-a01
+    assert pair_sensors(wider, FIXED, DEMO_LISTED) == (Pair("n-a03", "pm25", "n-a01", 3.132),)
 
 
 @pytest.mark.parametrize(("section", "key", "reason"), [

@@ -1,4 +1,4 @@
-"""Conversion of aggregates and alerts to InfluxDB points (line protocol checked exactly)."""
+"""Conversion of aggregates, station hours and minutes, indices, alerts and apportionment to InfluxDB points (line protocol checked exactly)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from connectors.influx_sink import Versions, aggregate_point, alert_point, to_point
+from connectors.influx_sink import Versions, aggregate_point, alert_point, station_minute_point, to_point
 from schemas.models import Aggregate, progress_marker, validation_errors
-from schemas.topics import ALERTS, APPORTIONMENT, READINGS_ALIGNED, READINGS_HOURLY, STATION_HOURS
+from schemas.topics import ALERTS, APPORTIONMENT, READINGS_ALIGNED, READINGS_HOURLY, STATION_HOURS, STATION_MINUTES
 from tests.samples import sample_alert
 
 WINDOW_END = 1_767_225_600_000  # 2026-01-01T00:00:00Z in ms
@@ -183,3 +183,72 @@ def test_apportionment_progress_markers_are_not_data() -> None:
     assert to_point(APPORTIONMENT, progress_marker(WINDOW_END, "jw-apportion-stage")) is None
     with pytest.raises(ValueError, match="not a valid apportionment"):  # an unknown marker version is not skipped silently
         to_point(APPORTIONMENT, {"schema": "jw.apportionment_progress.v2", "emitted_through": WINDOW_END, "stage": "x"})
+
+
+def make_station_minute(**over: Any) -> dict[str, Any]:
+    """n-a03's minute to WINDOW_END: PM2.5 calibrated by a registry model, PM10 uncalibrated (no model),
+    O3 with only invalid-status readings (qc STATUS, no value), the other parameters absent or null."""
+    doc: dict[str, Any] = {
+        "schema": "jw.station_minute.v1", "station_id": "n-a03", "region": "north", "medium": "air",
+        "window_start": WINDOW_END - 60_000, "window_end": WINDOW_END, "rh": 61.5, "temp": 8,
+        "pm25_raw": 41.2, "pm25": 36.5, "pm25_model": "colocation-2026-09@2", "pm25_qc": 0,
+        "pm10_raw": 60, "pm10": 60, "pm10_model": None, "pm10_qc": 8,
+        "o3_raw": None, "o3": None, "o3_model": None, "o3_qc": 16,
+        "so2_raw": None, "so2": None, "so2_model": None, "so2_qc": None,
+    }
+    doc.update(over)
+    assert validation_errors("station_minute", doc) == []
+    return doc
+
+
+def test_station_minute_point() -> None:
+    assert to_point(STATION_MINUTES, make_station_minute()).to_line_protocol() == (
+        "station_minute,medium=air,region=north,station_id=n-a03 "
+        'o3_qc=16i,pm10=60,pm10_qc=8i,pm10_raw=60,pm25=36.5,pm25_model="colocation-2026-09@2",pm25_qc=0i,pm25_raw=41.2,'
+        f"rh=61.5,temp=8 {WINDOW_END}"
+    )
+
+
+def test_station_minute_fields_keep_their_types_and_nulls_are_left_out() -> None:
+    point = station_minute_point(make_station_minute(rh=None, temp=None, pm25=None, pm25_model=None, pm25_qc=32, pm10_qc=8.0))  # type: ignore[arg-type]
+    assert point is not None
+    fields = point._fields
+    # calibration missing: the raw value and the flag are stored, the calibrated value is not
+    assert fields == {"pm25_raw": 41.2, "pm25_qc": 32, "pm10": 60.0, "pm10_raw": 60.0, "pm10_qc": 8, "o3_qc": 16}
+    assert all(type(fields[k]) is int for k in ("pm25_qc", "pm10_qc", "o3_qc"))  # qc an integer field even if JSON said 8.0
+    assert all(type(fields[k]) is float for k in ("pm10", "pm10_raw"))  # 60 stays a float field
+    line = point.to_line_protocol()
+    assert "rh=" not in line and "temp=" not in line and "pm25=" not in line and "_model" not in line and "so2" not in line
+    # the model is a field (provenance), never a tag: tags are the station's identity only
+    assert point._tags == {"station_id": "n-a03", "region": "north", "medium": "air"}
+
+
+def test_water_station_minute() -> None:
+    doc = {"schema": "jw.station_minute.v1", "station_id": "c-w01", "region": "central", "medium": "water",
+           "window_start": WINDOW_END - 60_000, "window_end": WINDOW_END, "rh": None, "temp": None,
+           "ph_raw": 7.4, "ph": 7.4, "ph_model": None, "ph_qc": 0, "nh3n_raw": 0.5, "nh3n": 0.45, "nh3n_model": "lab-fit@1", "nh3n_qc": 2}
+    assert to_point(STATION_MINUTES, doc).to_line_protocol() == (
+        'station_minute,medium=water,region=central,station_id=c-w01 nh3n=0.45,nh3n_model="lab-fit@1",nh3n_qc=2i,nh3n_raw=0.5,'
+        f"ph=7.4,ph_qc=0i,ph_raw=7.4 {WINDOW_END}"
+    )
+
+
+def test_station_minute_with_nothing_to_store_is_skipped() -> None:
+    nothing = {k: None for k in make_station_minute() if k.startswith(("pm", "o3", "so2")) or k in ("rh", "temp")}
+    assert to_point(STATION_MINUTES, make_station_minute(**nothing)) is None
+    # a non-finite value (JSON NaN) counts as null: line protocol cannot carry it
+    assert to_point(STATION_MINUTES, make_station_minute(**{**nothing, "rh": float("nan")})) is None
+    assert to_point(STATION_MINUTES, make_station_minute(**{**nothing, "pm25_qc": 0})).to_line_protocol() == (
+        f"station_minute,medium=air,region=north,station_id=n-a03 pm25_qc=0i {WINDOW_END}"
+    )
+
+
+def test_invalid_station_minutes_are_refused() -> None:
+    with pytest.raises(ValueError, match="not a valid station_minute"):
+        to_point(STATION_MINUTES, {**make_station_minute(), "pm25_qc": "ok"})
+    with pytest.raises(ValueError, match="not a valid station_minute"):  # an unknown parameter is not stored under a made-up name
+        to_point(STATION_MINUTES, {**make_station_minute(), "benzene": 1.0})
+    with pytest.raises(ValueError, match="not a valid station_minute"):
+        to_point(STATION_MINUTES, {**make_station_minute(), "pm25_qc": -1})
+    with pytest.raises(ValueError, match="window_end"):
+        to_point(STATION_MINUTES, {k: v for k, v in make_station_minute().items() if k != "window_end"})
