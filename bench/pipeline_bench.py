@@ -151,9 +151,9 @@ def _replay_raw(bootstrap: str, src: str, dst: str) -> tuple[int, float]:
 
 def _job_run(s, readings: int, calibrated: bool) -> dict:
     """One embedded job over the namespace's whole raw backlog (earliest offsets). Readings/s excluding start-up:
-    from the job's first output on any watched topic (aligned minutes, station hours, station minutes) to the last
-    aligned minute (as the earlier results: `aligned_readings_per_s`), to the last output of all
-    (`all_outputs_readings_per_s`) and, calibrated, to the last station minute (`station_minutes_readings_per_s`:
+    first to last aligned minute (as the earlier results: `aligned_readings_per_s`); from the job's first output on
+    any watched topic (aligned minutes, station hours, station minutes) to its last output of all
+    (`all_outputs_readings_per_s`) and, calibrated, to its last station minute (`station_minutes_readings_per_s`:
     calibration and QC done)."""
     from jointwatch.stack.flink import start_embedded_job
 

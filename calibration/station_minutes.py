@@ -49,12 +49,17 @@ def calibrate_minutes(
     stations = np.asarray(station_ids)
     t = np.asarray(minute_start_ms, dtype=np.int64)
     cov = {name: np.asarray(covariates[name], dtype=np.float64) for name in COVARIATES if name in covariates}
+    # the batch's stations once (a few dozen), not every row's string per parameter
+    st_u, st_inv = np.unique(stations, return_inverse=True)
     out: dict[str, MinuteCalibration] = {}
     for parameter, raw in values.items():
         v = np.asarray(raw, dtype=np.float64)
-        codes = registry.sensor_codes(stations, np.full(stations.shape, parameter))
-        cal = registry.calibrate(codes, t, v, cov)
         present = ~np.isnan(v)
+        codes_u = registry.sensor_codes(st_u, np.full(st_u.shape, parameter))
+        if registry.unlisted == "pass" and (codes_u < 0).all():  # no sensor of the batch listed: values as measured
+            out[parameter] = MinuteCalibration(value=v, model=np.full(v.shape, None, dtype=object), missing=np.zeros(v.shape, dtype=bool))
+            continue
+        cal = registry.calibrate(codes_u[st_inv.ravel()], t, v, cov)
         applied = cal.entry >= 0
         refs = np.char.add(np.char.add(cal.model_id.astype(str), "@"), cal.version.astype(str))
         model = np.where(applied & present, refs.astype(object), None)

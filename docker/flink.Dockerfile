@@ -24,11 +24,16 @@ RUN mkdir -p deps/flink /opt/flink/checkpoints \
  && ln -s /opt/flink/lib/flink-sql-connector-kafka-4.0.1-2.0.jar deps/flink/ \
  && chown flink:flink /opt/flink/checkpoints
 
-# Only what the job imports: jobs/ (SQL builders), schemas/ and config/.
+# Only what the job imports: jobs/ (SQL builders, the calibration UDF), schemas/, config/, and
+# for the UDF on the TaskManagers' Python workers calibration/ (models, registry, QC limits)
+# and connectors/ (the registry feed from jw.control.calibration).
 COPY jobs/ jobs/
 COPY schemas/ schemas/
 COPY config/ config/
+COPY calibration/ calibration/
+COPY connectors/ connectors/
 
-ENV PATH=/opt/jointwatch/.venv/bin:$PATH
+ENV PATH=/opt/jointwatch/.venv/bin:$PATH \
+    PYTHONPATH=/opt/jointwatch
 USER flink
 WORKDIR /opt/flink

@@ -63,7 +63,10 @@ class FlinkCluster:
         self.conf_dir = settings.state_dir / "flink-conf"
         self.slots = slots
         run, logs = settings.state_dir / "run", settings.state_dir / "logs"
-        marker = str(FLINK_HOME)  # on the command line both of the launcher script and of the JVM it execs
+        # Flink's temporary files go to the state directory, passed as a dynamic property on the launcher's
+        # command line, which hands it to the JVM it execs: so it is on both command lines (the marker).
+        self.tmp_dir = settings.state_dir / "flink-tmp"
+        marker = str(self.tmp_dir)
         self.jobmanager = ManagedProcess("flink-jobmanager", run / "flink-jm.pid", logs / "flink-jobmanager.out", marker)
         self.taskmanager = ManagedProcess("flink-taskmanager", run / "flink-tm.pid", logs / "flink-taskmanager.out", marker)
 
@@ -89,11 +92,25 @@ class FlinkCluster:
             if src.exists():
                 (self.conf_dir / f).write_text(src.read_text())
 
+    def _lib_dir(self) -> Path:
+        """The distribution's lib/ plus opt/flink-python: the job's calibration UDF (a pandas UDF)
+        runs in Flink's Python operators, which the JobManager and TaskManagers must load (the
+        embedded MiniCluster has them on its classpath already). Links, in the state directory:
+        the installed distribution stays untouched."""
+        lib = self.s.state_dir / "flink-lib"
+        lib.mkdir(parents=True, exist_ok=True)
+        for jar in [*(FLINK_HOME / "lib").glob("*.jar"), *(FLINK_HOME / "opt").glob("flink-python-*.jar")]:
+            link = lib / jar.name
+            if not link.exists():
+                link.symlink_to(jar)
+        return lib
+
     def _env(self) -> dict[str, str]:
         env = _env(self.s)
         env.pop("JVM_ARGS")
         env["FLINK_CONF_DIR"] = str(self.conf_dir)
         env["FLINK_HOME"] = str(FLINK_HOME)
+        env["FLINK_LIB_DIR"] = str(self._lib_dir())
         return env
 
     def start(self, timeout: float = 90.0) -> None:
@@ -104,8 +121,10 @@ class FlinkCluster:
         bin_dir = FLINK_HOME / "bin"
         for f in bin_dir.iterdir():
             f.chmod(f.stat().st_mode | 0o111)  # wheels may drop the exec bit
-        self.jobmanager.start(["bash", str(bin_dir / "jobmanager.sh"), "start-foreground"], env=self._env(), tied=True)
-        self.taskmanager.start(["bash", str(bin_dir / "taskmanager.sh"), "start-foreground"], env=self._env(), tied=True)
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        tmp = ["-D", f"io.tmp.dirs={self.tmp_dir}"]
+        self.jobmanager.start(["bash", str(bin_dir / "jobmanager.sh"), "start-foreground", *tmp], env=self._env(), tied=True)
+        self.taskmanager.start(["bash", str(bin_dir / "taskmanager.sh"), "start-foreground", *tmp], env=self._env(), tied=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:

@@ -273,7 +273,9 @@ def full_feed(hours: int = FULL_HOURS) -> Feed:
         for i, sid in enumerate(block.station_ids):
             air = NETWORK.stations[sid].medium == "air"
             wind = (float(means[i, k, P["wind_speed"]]), float(sin[i, k]), float(cos[i, k])) if air else None
-            values = {p: float(means[i, k, P[p]]) for p in (AQI_POLLUTANTS if air else WATER_PARAMETERS)}
+            # None where the station does not measure it (the co-located PM pod): the job's null mean, no minutes
+            values = {p: float(means[i, k, P[p]]) if p in NETWORK.stations[sid].parameters else None
+                      for p in (AQI_POLLUTANTS if air else WATER_PARAMETERS)}
             docs.append(hour_doc(sid, DEFAULT_START_MS + (k + 1) * HOUR_MS, values, wind))
         docs_by_hour.append(docs)
     return as_feed(docs_by_hour)
