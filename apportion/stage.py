@@ -70,7 +70,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 from prometheus_client import Counter, Gauge, Histogram
 
 from apportion.factors import DETECTION_LIMITS, FactorModel, fit_region, project_rows
@@ -78,11 +78,13 @@ from apportion.geometry import air_stations
 from apportion.records import factor_records, transport_record, water_records
 from apportion.transport import AirSeries, TransportConfig, WindowSolver, combine_region
 from apportion.water import attribute_reaches, river_sections
-from connectors.kafka_io import DecodeError, consumer_config, decode_json, encode_json, ensure_topics, position, producer_config, where
+from connectors.kafka_io import (
+    DecodeError, consumer_config, decode_record, encode_json, ensure_topics, position, producer_config, resume_positions, where,
+)
 from jobs.validity import AQI_POLLUTANTS, MIN_MINUTES
 from jointwatch.settings import Settings
 from schemas.apportionment import Apportionment
-from schemas.models import StationHour, is_progress, progress_marker, validation_errors
+from schemas.models import StationHour, progress_marker, validation_errors
 from schemas.network import Network, Station
 from schemas.parameters import PARAMETERS
 from schemas.topics import APPORTIONMENT, STATION_HOURS, namespaced
@@ -466,23 +468,13 @@ class ApportionStage:
             log.info("apportionment stage stopped")
 
     def _resume(self, consumer: Consumer) -> Apportioner:
-        deadline = time.monotonic() + 30
-        while True:  # a fresh topic may not have its partition leaders or group coordinator yet
-            try:
-                partitions = sorted(consumer.list_topics(self.source, timeout=10).topics[self.source].partitions)
-                committed = consumer.committed([TopicPartition(self.source, p) for p in partitions], timeout=10)
-                marks = {p: consumer.get_watermark_offsets(TopicPartition(self.source, p), timeout=10) for p in partitions}
-                break
-            except KafkaException:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.5)
-        starts = {tp.partition: tp.offset if tp.offset >= 0 else marks[tp.partition][0] for tp in committed}
-        through = [t for t in (Checkpoint.emitted_through_of(tp.metadata) for tp in committed) if t is not None]
+        r = resume_positions(consumer, self.source)
+        starts = r.starts
+        through = [t for t in (Checkpoint.emitted_through_of(m) for m in r.metadata) if t is not None]
         # Commits carry the same metadata on every partition; the oldest re-emits rather than skips.
         app = Apportioner(self.network, self.config, emitted_through=min(through) if through else None)
-        app.assign(starts, [p for p in partitions if marks[p][1] > starts[p]])
-        consumer.assign([TopicPartition(self.source, p, starts[p]) for p in partitions])
+        app.assign(starts, r.with_data)
+        consumer.assign([TopicPartition(self.source, p, starts[p]) for p in r.partitions])
         log.info("apportionment stage: %s -> %s, group %s, from offsets %s, windows after %s", self.source, self.target,
                  self.group_id, starts, app.emitted_through)
         return app
@@ -493,10 +485,7 @@ class ApportionStage:
             return
         _, partition, offset = position(msg)
         try:
-            doc = decode_json(msg.value())
-            problems = validation_errors("station_hour", doc)
-            if problems:
-                raise ValueError("; ".join(problems))
+            doc = decode_record(msg, "station_hour")
             outcome = app.offer(partition, offset, doc)
         except (DecodeError, ValueError) as exc:
             app.skip(partition, offset)

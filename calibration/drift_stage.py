@@ -45,21 +45,22 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 from prometheus_client import Counter, Gauge
 
 from calibration.drift import propose
 from calibration.drift_bins import COVARIATES, BinMeans, Roles, bin_means, minute_row
 from calibration.drift_config import DriftConfig, Pair
 from calibration.registry import Registry
-from connectors.kafka_io import DecodeError, consumer_config, decode_json, encode_json, ensure_topics, position, producer_config, read_all, where
+from connectors.kafka_io import (
+    DecodeError, consumer_config, decode_json, decode_record, encode_json, ensure_topics, position, producer_config, read_all, resume_positions, where,
+)
 from jointwatch.settings import Settings
 from schemas.calibration import CalibrationProposal
 from schemas.models import validation_errors
@@ -314,23 +315,13 @@ class DriftStage:
             log.info("drift stage stopped")
 
     def _resume(self, consumer: Consumer) -> DriftDetector:
-        deadline = time.monotonic() + 30
-        while True:  # a fresh topic may not have its partition leaders or group coordinator yet
-            try:
-                partitions = sorted(consumer.list_topics(self.source, timeout=10).topics[self.source].partitions)
-                committed = consumer.committed([TopicPartition(self.source, p) for p in partitions], timeout=10)
-                marks = {p: consumer.get_watermark_offsets(TopicPartition(self.source, p), timeout=10) for p in partitions}
-                break
-            except KafkaException:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.5)
-        starts = {tp.partition: tp.offset if tp.offset >= 0 else marks[tp.partition][0] for tp in committed}
-        through = [t for t in (Checkpoint.evaluated_through_of(tp.metadata) for tp in committed) if t is not None]
+        r = resume_positions(consumer, self.source)
+        starts = r.starts
+        through = [t for t in (Checkpoint.evaluated_through_of(m) for m in r.metadata) if t is not None]
         # Commits carry the same metadata on every partition; the oldest re-evaluates rather than skips.
         detector = DriftDetector(self.network, self.config, self.pairs, evaluated_through=min(through) if through else None)
-        detector.assign(starts, [p for p in partitions if marks[p][1] > starts[p]])
-        consumer.assign([TopicPartition(self.source, p, starts[p]) for p in partitions])
+        detector.assign(starts, r.with_data)
+        consumer.assign([TopicPartition(self.source, p, starts[p]) for p in r.partitions])
         log.info("drift stage: %s -> %s, group %s, from offsets %s, windows after %s", self.source, self.target,
                  self.group_id, starts, detector.evaluated_through)
         return detector
@@ -341,10 +332,7 @@ class DriftStage:
             return
         _, partition, offset = position(msg)
         try:
-            doc = decode_json(msg.value())
-            problems = validation_errors("station_minute", doc)
-            if problems:
-                raise ValueError("; ".join(problems))
+            doc = decode_record(msg, "station_minute")
             outcome = detector.offer(partition, offset, doc)
         except (DecodeError, ValueError) as exc:
             detector.skip(partition, offset)

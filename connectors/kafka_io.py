@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import json
 import logging
 import time
@@ -196,3 +198,40 @@ def read_all(bootstrap: str, topic: str, group_id: str, timeout_s: float = 60.0,
     finally:
         consumer.close()
     return out
+
+
+@dataclass(frozen=True)
+class Resume:
+    """Where an event-time stage that keeps its state in its input topic resumes (see apportion/stage.py)."""
+
+    partitions: list[int]
+    starts: dict[int, int]  # per partition: the committed offset, else the earliest one kept
+    metadata: list[str | None]  # the commits' metadata (what the stage had emitted)
+    with_data: list[int]  # partitions holding records at or after their start
+
+
+def resume_positions(consumer: Consumer, topic: str, timeout_s: float = 30.0) -> Resume:
+    deadline = time.monotonic() + timeout_s
+    while True:  # a fresh topic may not have its partition leaders or group coordinator yet
+        try:
+            partitions = sorted(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
+            committed = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
+            marks = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10) for p in partitions}
+            break
+        except KafkaException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+    starts = {tp.partition: tp.offset if tp.offset >= 0 else marks[tp.partition][0] for tp in committed}
+    return Resume(partitions, starts, [tp.metadata for tp in committed], [p for p in partitions if marks[p][1] > starts[p]])
+
+
+def decode_record(msg: Message, schema_name: str) -> Any:
+    """A consumed record's JSON, checked against its schema: DecodeError (not JSON) or ValueError (the schema's complaints)."""
+    from schemas.models import validation_errors
+
+    doc = decode_json(msg.value())
+    problems = validation_errors(schema_name, doc)
+    if problems:
+        raise ValueError("; ".join(problems))
+    return doc
