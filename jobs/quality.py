@@ -24,9 +24,9 @@ from __future__ import annotations
 import math
 
 from calibration.qc import EXCLUDING, IQR_TO_SIGMA, QC_LIMITS, QcFlag, QcLimits
+from calibration.station_minutes import COVARIATES
 
 UDF_NAME = "jw_calibrate"
-COVARIATES = ("rh", "temp")
 
 
 def _q(p: str) -> str:
