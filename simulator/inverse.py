@@ -33,16 +33,10 @@ from calibration.models import (
     Polynomial,
     UnitConversion,
 )
+from calibration.models import _covariate  # the models' own reading of a covariate (all NaN when the batch lacks it)
 
 # 2**-60 of a range of 1e4 is ~1e-14: below float64 resolution of any plausible value.
 BISECT_ITERATIONS = 60
-
-
-def _covariate(covariates: Covariates | None, name: str, n: int) -> FloatArray:
-    """Like the models: a covariate the batch does not carry is all NaN (so the result is NaN)."""
-    if covariates is None or name not in covariates:
-        return np.full(n, np.nan)
-    return np.asarray(covariates[name], dtype=np.float64)
 
 
 def _closed_form(model: Model, y: FloatArray, covariates: Covariates | None) -> FloatArray | None:
