@@ -79,7 +79,8 @@ from apportion.records import factor_records, transport_record, water_records
 from apportion.transport import AirSeries, TransportConfig, WindowSolver, combine_region
 from apportion.water import attribute_reaches, river_sections
 from connectors.kafka_io import (
-    DecodeError, consumer_config, decode_record, encode_json, ensure_topics, position, producer_config, resume_positions, where,
+    UnknownStation, commit_with_metadata, consumer_config, encode_json, ensure_topics, offer_record, producer_config, resume_positions,
+    where,
 )
 from jobs.validity import AQI_POLLUTANTS, MIN_MINUTES
 from jointwatch.settings import Settings
@@ -162,10 +163,6 @@ class StageConfig:
     def history_h(self) -> int:
         """Hours of station hours kept (and re-read after a restart), the river's aside (Apportioner.history_h)."""
         return max(self.transport_h, self.factor_h)
-
-
-class UnknownStation(ValueError):
-    """A station-hour record of a station the network does not know."""
 
 
 @dataclass(frozen=True)
@@ -480,19 +477,10 @@ class ApportionStage:
         return app
 
     def _offer(self, app: Apportioner, msg: Message) -> None:
-        if msg.error():
-            log.warning("Kafka consumer: %s", msg.error())
+        taken = offer_record(msg, "station_hour", app.offer, app.skip, INVALID, log)
+        if taken is None:
             return
-        _, partition, offset = position(msg)
-        try:
-            doc = decode_record(msg, "station_hour")
-            outcome = app.offer(partition, offset, doc)
-        except (DecodeError, ValueError) as exc:
-            app.skip(partition, offset)
-            reason = "json" if isinstance(exc, DecodeError) else "station" if isinstance(exc, UnknownStation) else "schema"
-            INVALID.labels(reason).inc()
-            log.error("skipped %s: %s", where(msg), exc)
-            return
+        doc, outcome = taken
         if outcome in ("late", "expired"):
             LATE.inc()
             log.warning("%s: station hour %s of %s read after its window was solved (%s)", where(msg), doc["window_end"], doc["station_id"], outcome)
@@ -524,5 +512,4 @@ class ApportionStage:
         return True
 
     def _commit(self, consumer: Consumer, cp: Checkpoint) -> None:
-        meta = cp.metadata()
-        consumer.commit(offsets=[TopicPartition(self.source, p, o, metadata=meta) for p, o in cp.offsets.items()], asynchronous=False)
+        commit_with_metadata(consumer, self.source, cp.offsets, cp.metadata())

@@ -59,7 +59,8 @@ from calibration.drift_bins import COVARIATES, BinMeans, Roles, bin_means, minut
 from calibration.drift_config import DriftConfig, Pair
 from calibration.registry import Registry
 from connectors.kafka_io import (
-    DecodeError, consumer_config, decode_json, decode_record, encode_json, ensure_topics, position, producer_config, read_all, resume_positions, where,
+    DecodeError, UnknownStation, commit_with_metadata, consumer_config, decode_json, encode_json, ensure_topics, offer_record, producer_config,
+    read_all, resume_positions, where,
 )
 from jointwatch.settings import Settings
 from schemas.calibration import CalibrationProposal
@@ -77,10 +78,6 @@ LATE = Counter("jw_drift_late_station_minutes_total", "Station minutes of a pair
 PROPOSALS = Counter("jw_drift_proposals_total", "Calibration proposals published", ["sensor"])
 REPEATS = Counter("jw_drift_proposals_repeated_total", "Proposals not published again: their id was already on the topic (restart)")
 EVALUATED_THROUGH = Gauge("jw_drift_evaluated_through_ms", "End of the last window evaluated (UTC epoch ms)")
-
-
-class UnknownStation(ValueError):
-    """A station-minute record of a station the network does not know."""
 
 
 @dataclass(frozen=True)
@@ -327,19 +324,10 @@ class DriftStage:
         return detector
 
     def _offer(self, detector: DriftDetector, msg: Message) -> None:
-        if msg.error():
-            log.warning("Kafka consumer: %s", msg.error())
+        taken = offer_record(msg, "station_minute", detector.offer, detector.skip, INVALID, log)
+        if taken is None:
             return
-        _, partition, offset = position(msg)
-        try:
-            doc = decode_record(msg, "station_minute")
-            outcome = detector.offer(partition, offset, doc)
-        except (DecodeError, ValueError) as exc:
-            detector.skip(partition, offset)
-            reason = "json" if isinstance(exc, DecodeError) else "station" if isinstance(exc, UnknownStation) else "schema"
-            INVALID.labels(reason).inc()
-            log.error("skipped %s: %s", where(msg), exc)
-            return
+        doc, outcome = taken
         if outcome == "late":
             LATE.inc()
             log.warning("%s: minute %s of %s read after its bin was final: dropped", where(msg), doc["window_start"], doc["station_id"])
@@ -375,5 +363,4 @@ class DriftStage:
         return True
 
     def _commit(self, consumer: Consumer, cp: Checkpoint) -> None:
-        meta = cp.metadata()
-        consumer.commit(offsets=[TopicPartition(self.source, p, o, metadata=meta) for p, o in cp.offsets.items()], asynchronous=False)
+        commit_with_metadata(consumer, self.source, cp.offsets, cp.metadata())

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import json
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
@@ -235,3 +235,32 @@ def decode_record(msg: Message, schema_name: str) -> Any:
     if problems:
         raise ValueError("; ".join(problems))
     return doc
+
+
+class UnknownStation(ValueError):
+    """A record of a station the network does not know: a stage's `offer` raises it, offer_record counts it."""
+
+
+def offer_record(msg: Message, schema_name: str, offer: Callable[[int, int, Any], str], skip: Callable[[int, int], None],
+                 invalid: Any, log: logging.Logger) -> tuple[Any, str] | None:
+    """Decode a consumed record, check it against its schema and hand it to `offer(partition, offset, doc)`:
+    (doc, what offer returned). A bad record (not JSON, not the schema, an UnknownStation) is passed to
+    `skip`, counted in the `invalid` counter by reason (json / station / schema) and logged, and the stage
+    goes on: None, as for a consumer error event."""
+    if msg.error():
+        log.warning("Kafka consumer: %s", msg.error())
+        return None
+    _, partition, offset = position(msg)
+    try:
+        doc = decode_record(msg, schema_name)
+        return doc, offer(partition, offset, doc)
+    except (DecodeError, ValueError) as exc:
+        skip(partition, offset)
+        invalid.labels("json" if isinstance(exc, DecodeError) else "station" if isinstance(exc, UnknownStation) else "schema").inc()
+        log.error("skipped %s: %s", where(msg), exc)
+        return None
+
+
+def commit_with_metadata(consumer: Consumer, topic: str, offsets: Mapping[int, int], metadata: str) -> None:
+    """Commit per partition an offset, all with the same metadata (what a stage had emitted), synchronously."""
+    consumer.commit(offsets=[TopicPartition(topic, p, o, metadata=metadata) for p, o in offsets.items()], asynchronous=False)
